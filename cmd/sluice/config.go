@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// duration reads "250ms", "5s", "7d"-free Go durations from YAML.
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 250ms, 5s, 1h)", n.Line, n.Value)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// config is the one YAML file every subcommand reads. Secrets (ingest keys,
+// admin token, DSNs) can come from the environment instead; see applyEnv.
+type config struct {
+	Kafka   kafkaConfig    `yaml:"kafka"`
+	Ingest  ingestConfig   `yaml:"ingest"`
+	Apply   applyConfig    `yaml:"apply"`
+	Targets []targetConfig `yaml:"targets"`
+	Log     logConfig      `yaml:"log"`
+}
+
+type kafkaConfig struct {
+	Brokers           []string `yaml:"brokers"`
+	Topic             string   `yaml:"topic"`
+	Partitions        int      `yaml:"partitions"`
+	ReplicationFactor int      `yaml:"replication_factor"`
+	Retention         duration `yaml:"retention"`
+}
+
+type ingestConfig struct {
+	Listen       string   `yaml:"listen"`
+	Keys         []string `yaml:"keys"`
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
+	MaxEvents    int      `yaml:"max_events"`
+	WriteTimeout duration `yaml:"write_timeout"`
+	Linger       duration `yaml:"linger"`
+}
+
+type applyConfig struct {
+	BatchSize                int      `yaml:"batch_size"`
+	Linger                   duration `yaml:"linger"`
+	MaxConns                 int32    `yaml:"max_conns"`
+	LockTimeout              duration `yaml:"lock_timeout"`
+	StatementTimeout         duration `yaml:"statement_timeout"`
+	IdleInTransactionTimeout duration `yaml:"idle_in_transaction_timeout"`
+	ApplyTimeout             duration `yaml:"apply_timeout"`
+	RetryMax                 duration `yaml:"retry_max"`
+}
+
+type targetConfig struct {
+	Name          string `yaml:"name"`
+	DSN           string `yaml:"dsn"`
+	SchemaVersion int    `yaml:"schema_version"`
+	// Listen is the address of the applier's /healthz, /readyz and /metrics.
+	Listen string `yaml:"listen"`
+	// MaxConns overrides apply.max_conns for this target.
+	MaxConns int32 `yaml:"max_conns"`
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// errConfig prefixes every configuration error so that cmd can tell them
+// from run-time failures (exit code 2).
+var errConfig = errors.New("configuration")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errConfig}, args...)...)
+}
+
+// loadConfig reads path (strictly: an unknown key is an error, since a typo
+// would otherwise silently keep a default), applies the environment, fills
+// defaults and validates.
+func loadConfig(path string, getenv func(string) string) (*config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
+	return parseConfig(path, raw, getenv)
+}
+
+func parseConfig(name string, raw []byte, getenv func(string) string) (*config, error) {
+	var c config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, configErr("%s: %v", name, err)
+	}
+	c.applyEnv(getenv)
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, configErr("%s: %v", name, err)
+	}
+	return &c, nil
+}
+
+// envName is the variable that overrides a target's DSN:
+// SLUICE_TARGET_<NAME>_DSN, the name upper-cased with '-' as '_'.
+func envName(target string) string {
+	return "SLUICE_TARGET_" + strings.ToUpper(strings.ReplaceAll(target, "-", "_")) + "_DSN"
+}
+
+func (c *config) applyEnv(getenv func(string) string) {
+	if v := getenv("SLUICE_KAFKA_BROKERS"); v != "" {
+		c.Kafka.Brokers = splitList(v)
+	}
+	if v := getenv("SLUICE_INGEST_KEYS"); v != "" {
+		c.Ingest.Keys = splitList(v)
+	}
+	for i := range c.Targets {
+		if v := getenv(envName(c.Targets[i].Name)); v != "" {
+			c.Targets[i].DSN = v
+		}
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *config) setDefaults() {
+	if c.Kafka.Topic == "" {
+		c.Kafka.Topic = "sluice.events"
+	}
+	if c.Kafka.Partitions == 0 {
+		c.Kafka.Partitions = 6
+	}
+	if c.Kafka.ReplicationFactor == 0 {
+		c.Kafka.ReplicationFactor = 1
+	}
+	if c.Kafka.Retention == 0 {
+		c.Kafka.Retention = duration(7 * 24 * time.Hour)
+	}
+	if c.Ingest.Listen == "" {
+		c.Ingest.Listen = "127.0.0.1:8080"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+func (c *config) validate() error {
+	if len(c.Kafka.Brokers) == 0 {
+		return errors.New("kafka.brokers: at least one broker is required")
+	}
+	if c.Kafka.Partitions < 1 {
+		return errors.New("kafka.partitions: must be at least 1")
+	}
+	if c.Kafka.ReplicationFactor < 1 {
+		return errors.New("kafka.replication_factor: must be at least 1")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Targets {
+		switch {
+		case t.Name == "":
+			return fmt.Errorf("targets[%d].name: required", i)
+		case seen[t.Name]:
+			return fmt.Errorf("targets[%d].name: %q is used twice", i, t.Name)
+		case t.DSN == "":
+			return fmt.Errorf("targets[%d].dsn: required (or set %s)", i, envName(t.Name))
+		case t.SchemaVersion < 0:
+			return fmt.Errorf("targets[%d].schema_version: must not be negative", i)
+		}
+		seen[t.Name] = true
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// target returns the named target or an error listing the known ones.
+func (c *config) target(name string) (targetConfig, error) {
+	var names []string
+	for _, t := range c.Targets {
+		if t.Name == name {
+			return t, nil
+		}
+		names = append(names, t.Name)
+	}
+	return targetConfig{}, configErr("unknown target %q (configured: %s)", name, strings.Join(names, ", "))
+}

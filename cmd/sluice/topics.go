@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+type topicSpec struct {
+	name       string
+	partitions int
+	config     map[string]string
+}
+
+// ensureTopics creates the topics sluice needs when they are missing and
+// waits until every partition has a leader. Consumers must never start on a
+// missing topic (kafka-go readers started before their topic exists may
+// never recover), and brokers here run with auto-creation off.
+func ensureTopics(ctx context.Context, brokers []string, replication int, specs []topicSpec) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		tc := kafka.TopicConfig{Topic: s.name, NumPartitions: s.partitions, ReplicationFactor: replication}
+		for k, v := range s.config {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for topic, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", topic, err)
+		}
+	}
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.name
+	}
+	for {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(md, len(names)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for topic leaders: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(md *kafka.MetadataResponse, want int) bool {
+	if len(md.Topics) != want {
+		return false
+	}
+	for _, t := range md.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func eventsTopic(c *config) topicSpec {
+	return topicSpec{
+		name:       c.Kafka.Topic,
+		partitions: c.Kafka.Partitions,
+		config: map[string]string{
+			"retention.ms":     strconv.FormatInt(time.Duration(c.Kafka.Retention).Milliseconds(), 10),
+			"cleanup.policy":   "delete",
+			"compression.type": "producer",
+		},
+	}
+}
+
+// ensureTopicsRetrying keeps trying until it succeeds or ctx ends: a broker
+// that is down at start is waited for, not a reason to crash-loop.
+func ensureTopicsRetrying(ctx context.Context, log *slog.Logger, brokers []string, replication int, specs []topicSpec) error {
+	for attempt := 0; ; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := ensureTopics(tctx, brokers, replication, specs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("kafka topics not ready; retrying", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt+1)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+}

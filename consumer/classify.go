@@ -1,0 +1,64 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Class says what to do about an error from applying a batch.
+type Class int
+
+const (
+	// Retryable errors are the database's (or the network's) fault: keep
+	// the batch, back off, try again. They count toward the breaker.
+	Retryable Class = iota
+	// Permanent errors are one event's fault: retrying cannot help. The
+	// event is isolated and dead-lettered; the breaker does not count it.
+	Permanent
+)
+
+// String names the class.
+func (c Class) String() string {
+	if c == Permanent {
+		return "permanent"
+	}
+	return "retryable"
+}
+
+// Classify decides, once and at the boundary, whether err is the database's
+// fault or the event's. Anything unknown is Retryable: stalling a target is
+// visible (lag, alerts) and recoverable, while dead-lettering good events on
+// a transient fault would lose them to that target.
+func Classify(err error) Class {
+	if errors.Is(err, schema.ErrInvalidEvent) {
+		return Permanent
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return classifySQLState(pgErr.Code)
+	}
+	return Retryable
+}
+
+func classifySQLState(code string) Class {
+	switch {
+	case strings.HasPrefix(code, "22"): // data exception: bad value, bad JSON, \u0000 in jsonb
+		return Permanent
+	case strings.HasPrefix(code, "23"): // integrity: CHECK, NOT NULL, FK on this event's row
+		return Permanent
+	case code == "54000": // program_limit_exceeded: e.g. a key too large for its index
+		return Permanent
+	}
+	return Retryable
+}
+
+// isShutdown reports errors that mean "we are stopping", which must neither
+// trip a breaker nor be logged as faults.
+func isShutdown(err error) bool {
+	return errors.Is(err, context.Canceled)
+}

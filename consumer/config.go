@@ -1,0 +1,129 @@
+package consumer
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures one Applier. The zero value of every field but Target,
+// Brokers and DSN works; New fills the defaults and validates once.
+type Config struct {
+	// Target names the target; the consumer group is sluice-apply-<Target>.
+	// Lower-case letters, digits, '-' and '_'. Required.
+	Target string
+	// Brokers are the Kafka bootstrap addresses. Required.
+	Brokers []string
+	// Topic is the events topic. Default "sluice.events".
+	Topic string
+	// DLQTopic receives records this target can never apply.
+	// Default "sluice.dlq.<Target>".
+	DLQTopic string
+	// DSN is the target's PostgreSQL connection string. Required.
+	DSN string
+	// SchemaVersion is the version the target must be migrated to; Run
+	// refuses to apply to a database at another version. Default: the
+	// latest this build knows.
+	SchemaVersion int
+
+	// MaxConns bounds the target's pool. One worker per partition shares
+	// it, so a locked database can hold at most MaxConns sessions of ours.
+	// Default 2.
+	MaxConns int32
+	// BatchSize is the most records applied in one transaction. Default 500.
+	BatchSize int
+	// Linger is how long a partial batch waits for more records. Default 20ms.
+	Linger time.Duration
+
+	// LockTimeout is the session's lock_timeout: no statement of ours waits
+	// longer than this for someone else's lock. Default 2s.
+	LockTimeout time.Duration
+	// StatementTimeout is the session's statement_timeout. Default 10s.
+	StatementTimeout time.Duration
+	// IdleInTransactionTimeout is the session's
+	// idle_in_transaction_session_timeout: the server ends a session of ours
+	// that sits in an open transaction this long, so we can never be the
+	// stale lock holder. Default 5s.
+	IdleInTransactionTimeout time.Duration
+	// ConnectionCheckInterval is client_connection_check_interval: how often a
+	// backend waiting on a lock checks that we are still there. Default 1s.
+	ConnectionCheckInterval time.Duration
+	// ApplyTimeout is the context deadline of one batch's transaction,
+	// including connecting. Default 15s.
+	ApplyTimeout time.Duration
+
+	// RetryMin and RetryMax bound the jittered exponential backoff between
+	// attempts at a batch that failed with a retryable error.
+	// Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+
+	// SessionTimeout is the consumer group session timeout: how long the
+	// group waits for a vanished member before moving its partitions.
+	// Default 10s.
+	SessionTimeout time.Duration
+
+	// Logger receives the applier's logs; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the applier's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+
+	now func() time.Time
+}
+
+var targetName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,47}$`)
+
+// Validate reports the first field at fault.
+func (c Config) Validate() error {
+	switch {
+	case !targetName.MatchString(c.Target):
+		return fmt.Errorf("%w: target name %q: use 1-48 lower-case letters, digits, '-' or '_'", ErrInvalidConfig, c.Target)
+	case len(c.Brokers) == 0:
+		return fmt.Errorf("%w: kafka.brokers: at least one broker is required", ErrInvalidConfig)
+	case c.DSN == "":
+		return fmt.Errorf("%w: targets[%s].dsn is required", ErrInvalidConfig, c.Target)
+	case c.MaxConns < 0, c.BatchSize < 0, c.Linger < 0:
+		return fmt.Errorf("%w: targets[%s]: max_conns, batch_size and linger must not be negative", ErrInvalidConfig, c.Target)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Topic == "" {
+		c.Topic = "sluice.events"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "sluice.dlq." + c.Target
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 2
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	def(&c.Linger, 20*time.Millisecond)
+	def(&c.LockTimeout, 2*time.Second)
+	def(&c.StatementTimeout, 10*time.Second)
+	def(&c.IdleInTransactionTimeout, 5*time.Second)
+	def(&c.ConnectionCheckInterval, time.Second)
+	def(&c.ApplyTimeout, 15*time.Second)
+	def(&c.RetryMin, 100*time.Millisecond)
+	def(&c.RetryMax, 10*time.Second)
+	def(&c.SessionTimeout, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+}
+
+// GroupID is the consumer group of the target's appliers.
+func GroupID(target string) string { return "sluice-apply-" + target }

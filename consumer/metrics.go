@@ -1,0 +1,64 @@
+package consumer
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the apply metrics of DESIGN.md, labelled with one target.
+type metrics struct {
+	applied, duplicate, deadLettered prometheus.Counter
+	batchDuration                    prometheus.Observer
+	breakerState                     prometheus.Gauge
+	paused                           prometheus.Gauge
+	lagMessages                      *prometheus.GaugeVec
+	lagSeconds                       prometheus.Gauge
+	target                           string
+}
+
+func newMetrics(reg prometheus.Registerer, target string) *metrics {
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_apply_events_total",
+		Help: "Events dealt with by the applier, by result: applied (new row), duplicate (already there), dead_lettered.",
+	}, []string{"target", "result"})
+	batch := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sluice_apply_batch_duration_seconds",
+		Help:    "Time to apply one batch, transaction and commit included, successful or not.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"target"})
+	breaker := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_breaker_state",
+		Help: "Circuit breaker of the target: 0 closed, 1 half-open, 2 open.",
+	}, []string{"target"})
+	paused := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_target_paused",
+		Help: "1 while an operator has paused the target's applier.",
+	}, []string{"target"})
+	lagMsgs := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_consumer_lag_messages",
+		Help: "Records in the partition not yet applied to the target: log-end offset minus next offset to apply.",
+	}, []string{"target", "partition"})
+	lagSecs := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_consumer_lag_seconds",
+		Help: "Age of the oldest record not yet applied to the target (0 when caught up).",
+	}, []string{"target"})
+	if reg != nil {
+		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs)
+	}
+	return &metrics{
+		applied:       events.WithLabelValues(target, "applied"),
+		duplicate:     events.WithLabelValues(target, "duplicate"),
+		deadLettered:  events.WithLabelValues(target, "dead_lettered"),
+		batchDuration: batch.WithLabelValues(target),
+		breakerState:  breaker.WithLabelValues(target),
+		paused:        paused.WithLabelValues(target),
+		lagMessages:   lagMsgs,
+		lagSeconds:    lagSecs.WithLabelValues(target),
+		target:        target,
+	}
+}
+
+func (m *metrics) setLag(partition int, messages int64) {
+	m.lagMessages.WithLabelValues(m.target, strconv.Itoa(partition)).Set(float64(messages))
+}

@@ -1,0 +1,7 @@
+package producer
+
+import "errors"
+
+// ErrInvalidConfig is wrapped by Config.Validate and WriterConfig.Validate,
+// naming the field at fault.
+var ErrInvalidConfig = errors.New("invalid producer configuration")

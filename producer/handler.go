@@ -1,0 +1,204 @@
+package producer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Config configures the ingest handler. The zero value of every field but
+// Keys works.
+type Config struct {
+	// Keys are the accepted bearer keys. At least one is required: sluice
+	// has no unauthenticated mode.
+	Keys []string
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	// Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxEvents bounds the events in one batch; more get 413. Default 1000.
+	MaxEvents int
+	// WriteTimeout bounds the wait for Kafka's acknowledgement; past it the
+	// answer is 503. Default 10s.
+	WriteTimeout time.Duration
+	// RetryAfter is the Retry-After sent with 503. Default 1s.
+	RetryAfter time.Duration
+}
+
+// Validate reports the first field at fault.
+func (c Config) Validate() error {
+	if len(c.Keys) == 0 {
+		return fmt.Errorf("%w: ingest.keys: at least one key is required", ErrInvalidConfig)
+	}
+	for i, k := range c.Keys {
+		if len(k) < 16 {
+			return fmt.Errorf("%w: ingest.keys[%d]: a key must be at least 16 characters", ErrInvalidConfig, i)
+		}
+	}
+	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 {
+		return fmt.Errorf("%w: ingest limits must not be negative", ErrInvalidConfig)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxEvents == 0 {
+		c.MaxEvents = 1000
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
+	}
+}
+
+// Handler serves POST /v1/events. Safe for concurrent use.
+type Handler struct {
+	cfg     Config
+	keys    keyring
+	out     Appender
+	metrics *Metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// NewHandler validates cfg and returns the ingest handler appending to out.
+func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, keys: newKeyring(cfg.Keys), out: out, metrics: metrics, log: log, now: time.Now}, nil
+}
+
+// errorBody is the one shape of every error answer. Index is present only
+// when the fault is one event's.
+type errorBody struct {
+	Errors []errorItem `json:"errors"`
+}
+
+type errorItem struct {
+	Index *int   `json:"index,omitempty"`
+	Error string `json:"error"`
+}
+
+type answer struct {
+	code   int
+	body   any
+	header map[string]string
+}
+
+func fail(code int, msg string) answer {
+	return answer{code: code, body: errorBody{Errors: []errorItem{{Error: msg}}}}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	reqID := r.Header.Get("X-Request-Id")
+	if reqID == "" || len(reqID) > 128 {
+		reqID = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", reqID)
+	a, events := h.serve(r)
+	for k, v := range a.header {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.code)
+	_ = json.NewEncoder(w).Encode(a.body)
+
+	elapsed := h.now().Sub(start)
+	if h.metrics != nil {
+		h.metrics.requests.WithLabelValues(strconv.Itoa(a.code)).Inc()
+		h.metrics.duration.Observe(elapsed.Seconds())
+		if a.code == http.StatusAccepted {
+			h.metrics.events.Add(float64(events))
+		}
+	}
+	level := slog.LevelDebug
+	if a.code >= 500 {
+		level = slog.LevelWarn
+	}
+	h.log.Log(r.Context(), level, "ingest request", "request_id", reqID, "code", a.code,
+		"events", events, "duration_ms", elapsed.Milliseconds())
+}
+
+func (h *Handler) serve(r *http.Request) (answer, int) {
+	if !h.keys.allows(r.Header.Get("Authorization")) {
+		a := fail(http.StatusUnauthorized, "missing or invalid API key (send Authorization: Bearer <key>)")
+		a.header = map[string]string{"WWW-Authenticate": `Bearer realm="sluice"`}
+		return a, 0
+	}
+	mediaType, err := schema.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return fail(http.StatusUnsupportedMediaType, err.Error()), 0
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)), 0
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", h.cfg.MaxBodyBytes)), 0
+		}
+		return fail(http.StatusBadRequest, "reading body: "+err.Error()), 0
+	}
+	events, faults, err := schema.DecodeRequest(mediaType, body)
+	if err != nil {
+		return fail(http.StatusBadRequest, err.Error()), 0
+	}
+	if len(faults) > 0 {
+		items := make([]errorItem, len(faults))
+		for i, f := range faults {
+			items[i] = errorItem{Index: &f.Index, Error: f.Err.Error()}
+		}
+		return answer{code: http.StatusBadRequest, body: errorBody{Errors: items}}, 0
+	}
+	if len(events) > h.cfg.MaxEvents {
+		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events is more than the limit of %d per request", len(events), h.cfg.MaxEvents)), 0
+	}
+
+	msgs := make([]kafka.Message, len(events))
+	for i := range events {
+		msgs[i] = kafka.Message{
+			Key:     []byte(events[i].PartitionKey()),
+			Value:   events[i].Raw,
+			Headers: []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}},
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.WriteTimeout)
+	defer cancel()
+	if err := h.out.WriteMessages(ctx, msgs...); err != nil {
+		h.log.Warn("kafka write failed", "events", len(msgs), "err", err)
+		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; retry: "+err.Error())
+		a.header = map[string]string{"Retry-After": strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second).Seconds()))}
+		return a, 0
+	}
+	return answer{code: http.StatusAccepted, body: map[string]int{"accepted": len(events)}}, len(events)
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,153 @@
+package schema
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migration is one embedded schema step.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrations returns the embedded migrations in version order.
+func Migrations() []Migration {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // embedded at build time: cannot fail at run time
+	}
+	var out []Migration
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".sql")
+		num, rest, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			panic(fmt.Sprintf("migration %q is not named NNNN_name.sql", e.Name()))
+		}
+		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, Migration{Version: v, Name: rest, SQL: string(body)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}
+
+// LatestVersion is the highest version the embedded migrations reach.
+func LatestVersion() int {
+	m := Migrations()
+	return m[len(m)-1].Version
+}
+
+// MigrateOptions tune Migrate. The zero value works.
+type MigrateOptions struct {
+	// LockTimeout bounds every lock wait of every step, so a migration
+	// fails fast instead of queueing behind a long transaction (and making
+	// every later query queue behind it). Default 5s.
+	LockTimeout time.Duration
+	// StatementTimeout bounds each statement. Default 5m.
+	StatementTimeout time.Duration
+}
+
+// Migrate brings the database on conn to version target, applying each
+// missing step in its own transaction. It returns the versions it applied.
+// Concurrent Migrate calls on one database serialise on an advisory lock, which
+// is itself bounded by LockTimeout.
+func Migrate(ctx context.Context, conn *pgx.Conn, target int, opts MigrateOptions) ([]int, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.StatementTimeout <= 0 {
+		opts.StatementTimeout = 5 * time.Minute
+	}
+	all := Migrations()
+	if target < 1 || target > all[len(all)-1].Version {
+		return nil, fmt.Errorf("%w: %d (this build knows 1 to %d)", ErrUnknownVersion, target, all[len(all)-1].Version)
+	}
+	setTimeouts := fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d",
+		opts.LockTimeout.Milliseconds(), opts.StatementTimeout.Milliseconds())
+
+	var applied []int
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, setTimeouts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS sluice_schema_migrations (
+			version    int PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create sluice_schema_migrations: %w", err)
+	}
+	for _, m := range all {
+		if m.Version > target {
+			break
+		}
+		done := false
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, setTimeouts); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sluice_schema_migrations'))`); err != nil {
+				return fmt.Errorf("wait for other migrations: %w", err)
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM sluice_schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				done = true
+				return nil
+			}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO sluice_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+		}
+		if !done {
+			applied = append(applied, m.Version)
+		}
+	}
+	return applied, nil
+}
+
+// CurrentVersion returns the highest version applied to the database on q,
+// or 0 when it has never been migrated.
+func CurrentVersion(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (int, error) {
+	var v *int
+	err := q.QueryRow(ctx, `SELECT max(version) FROM sluice_schema_migrations`).Scan(&v)
+	if err != nil {
+		var pgErr interface{ SQLState() string }
+		if errors.As(err, &pgErr) && pgErr.SQLState() == "42P01" { // undefined_table
+			return 0, nil
+		}
+		return 0, err
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}

@@ -1,0 +1,83 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+)
+
+// The media types of the ingest API.
+const (
+	MediaTypeEvent = "application/cloudevents+json"
+	MediaTypeBatch = "application/cloudevents-batch+json"
+	MediaTypeJSON  = "application/json"
+)
+
+// ParseMediaType returns the media type of a Content-Type header when it is
+// one the ingest API accepts, and ErrUnsupportedMediaType otherwise.
+func ParseMediaType(contentType string) (string, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, contentType)
+	}
+	if cs, ok := params["charset"]; ok && cs != "utf-8" && cs != "UTF-8" {
+		return "", fmt.Errorf("%w: charset %q (only utf-8)", ErrUnsupportedMediaType, cs)
+	}
+	switch mt {
+	case MediaTypeEvent, MediaTypeBatch, MediaTypeJSON:
+		return mt, nil
+	}
+	return "", fmt.Errorf("%w: %q (want %s, %s or %s)", ErrUnsupportedMediaType, mt, MediaTypeEvent, MediaTypeBatch, MediaTypeJSON)
+}
+
+// EventError is the fault of one event of a request, by its index in the
+// request (0 for a single event).
+type EventError struct {
+	Index int
+	Err   error
+}
+
+// DecodeRequest decodes an ingest request body of the given media type (as
+// returned by ParseMediaType) into its events. A body that is not JSON of
+// the right shape returns an error wrapping ErrMalformedBody; otherwise every
+// invalid event is reported in the returned slice, and the request is
+// acceptable only when that slice is empty.
+func DecodeRequest(mediaType string, body []byte) ([]Event, []EventError, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, nil, fmt.Errorf("%w: empty body", ErrMalformedBody)
+	}
+	if !json.Valid(body) {
+		return nil, nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
+	}
+	isArray := body[0] == '['
+	switch {
+	case mediaType == MediaTypeEvent && isArray:
+		return nil, nil, fmt.Errorf("%w: %s holds one event, got an array (use %s)", ErrMalformedBody, MediaTypeEvent, MediaTypeBatch)
+	case mediaType == MediaTypeBatch && !isArray:
+		return nil, nil, fmt.Errorf("%w: %s holds an array of events", ErrMalformedBody, MediaTypeBatch)
+	}
+	var raws []json.RawMessage
+	if isArray {
+		if err := json.Unmarshal(body, &raws); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrMalformedBody, err)
+		}
+		if len(raws) == 0 {
+			return nil, nil, fmt.Errorf("%w: the batch is empty", ErrMalformedBody)
+		}
+	} else {
+		raws = []json.RawMessage{body}
+	}
+	events := make([]Event, len(raws))
+	var faults []EventError
+	for i, raw := range raws {
+		ev, err := DecodeEvent(raw)
+		if err != nil {
+			faults = append(faults, EventError{Index: i, Err: err})
+			continue
+		}
+		events[i] = ev
+	}
+	return events, faults, nil
+}
