@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/consumer"
@@ -67,15 +66,11 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 
-	kafkaClient := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...)}
 	ready := func(ctx context.Context) error {
 		if err := applier.Ping(ctx); err != nil {
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
-		if _, err := kafkaClient.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.Kafka.Topic}}); err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
-		return nil
+		return probeKafka(ctx, cfg.Kafka.Brokers)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

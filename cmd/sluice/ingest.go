@@ -66,16 +66,11 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Info("kafka topic ready", "topic", cfg.Kafka.Topic)
 		}
 	}()
-	kafkaClient := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...)}
 	ready := func(ctx context.Context) error {
 		if !topicsReady.Load() {
 			return errors.New("kafka topic not created yet")
 		}
-		_, err := kafkaClient.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.Kafka.Topic}})
-		if err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
-		return nil
+		return probeKafka(ctx, cfg.Kafka.Brokers)
 	}
 	mux := opsMux(reg, ready)
 	mux.Handle("POST /v1/events", handler)

@@ -22,7 +22,12 @@ type topicSpec struct {
 // missing topic (kafka-go readers started before their topic exists may
 // never recover), and brokers here run with auto-creation off.
 func ensureTopics(ctx context.Context, brokers []string, replication int, specs []topicSpec) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	// A transport of our own, with a short metadata TTL: kafka-go answers
+	// Metadata from a cache (6s by default) shared by every Client of the
+	// process, which would hide a topic that was just created.
+	transport := &kafka.Transport{MetadataTTL: 200 * time.Millisecond}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
 		tc := kafka.TopicConfig{Topic: s.name, NumPartitions: s.partitions, ReplicationFactor: replication}
@@ -106,4 +111,28 @@ func ensureTopicsRetrying(ctx context.Context, log *slog.Logger, brokers []strin
 		case <-time.After(min(time.Duration(attempt+1)*500*time.Millisecond, 5*time.Second)):
 		}
 	}
+}
+
+// probeKafka makes a real round trip to a broker. kafka.Client.Metadata
+// would not do: it is served from a cache, and says nothing about whether a
+// broker answers now.
+func probeKafka(ctx context.Context, brokers []string) error {
+	var last error
+	for _, addr := range brokers {
+		conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err
+			continue
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(dl)
+		}
+		_, err = conn.ApiVersions()
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return fmt.Errorf("no broker answers: %w", last)
 }

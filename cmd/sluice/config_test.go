@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+func TestTheExampleConfigurationLoads(t *testing.T) {
+	c, err := loadConfig("../../deploy/sluice.example.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets) != 2 || c.Targets[0].Name != "a" || c.Targets[1].Name != "b" {
+		t.Fatalf("targets: %+v", c.Targets)
+	}
+	if time.Duration(c.Apply.Linger) != 20*time.Millisecond || time.Duration(c.Kafka.Retention) != 168*time.Hour {
+		t.Fatalf("durations: %v %v", c.Apply.Linger, c.Kafka.Retention)
+	}
+}
+
+func TestDefaultsFillWhatIsLeftOut(t *testing.T) {
+	c, err := parseConfig("min.yaml", []byte("kafka: {brokers: [k:9092]}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Topic != "sluice.events" || c.Kafka.Partitions != 6 || c.Ingest.Listen == "" || c.Log.Format != "text" {
+		t.Fatalf("defaults not filled: %+v", c)
+	}
+}
+
+func TestTheEnvironmentOverridesSecrets(t *testing.T) {
+	yaml := `
+kafka: {brokers: [k:9092]}
+ingest: {keys: [from-file-0123456789]}
+targets:
+  - {name: eu-west, dsn: "postgres://file"}
+`
+	env := map[string]string{
+		"SLUICE_INGEST_KEYS":        "k1-0123456789abcdef, k2-0123456789abcdef",
+		"SLUICE_TARGET_EU_WEST_DSN": "postgres://from-env",
+		"SLUICE_KAFKA_BROKERS":      "b1:9092,b2:9092",
+		"SLUICE_TARGET_EU-WEST_DSN": "ignored: not a valid variable name",
+	}
+	c, err := parseConfig("env.yaml", []byte(yaml), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ingest.Keys) != 2 || c.Ingest.Keys[1] != "k2-0123456789abcdef" {
+		t.Errorf("keys: %q", c.Ingest.Keys)
+	}
+	if c.Targets[0].DSN != "postgres://from-env" {
+		t.Errorf("dsn: %q", c.Targets[0].DSN)
+	}
+	if len(c.Kafka.Brokers) != 2 {
+		t.Errorf("brokers: %q", c.Kafka.Brokers)
+	}
+}
+
+func TestBadConfigurationNamesTheField(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"a misspelt key", "kafka: {brokers: [k:9092], partitons: 3}\n", "partitons"},
+		{"no brokers", "kafka: {topic: x}\n", "kafka.brokers"},
+		{"a duration without a unit", "kafka: {brokers: [k]}\napply: {linger: 20}\n", `"20" is not a duration`},
+		{"a target without a DSN", "kafka: {brokers: [k]}\ntargets: [{name: a}]\n", "targets[0].dsn: required (or set SLUICE_TARGET_A_DSN)"},
+		{"a target without a name", "kafka: {brokers: [k]}\ntargets: [{dsn: x}]\n", "targets[0].name"},
+		{"a target named twice", "kafka: {brokers: [k]}\ntargets: [{name: a, dsn: x}, {name: a, dsn: y}]\n", "targets[1].name"},
+		{"an unknown log level", "kafka: {brokers: [k]}\nlog: {level: loud}\n", "log.level"},
+		{"zero partitions", "kafka: {brokers: [k], partitions: -1}\n", "kafka.partitions"},
+		{"not YAML at all", "kafka: [\n", "cfg.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parseConfig("cfg.yaml", []byte(c.yaml), noEnv)
+			if !errors.Is(err, errConfig) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want a configuration error naming %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestUnknownTargetListsTheKnownOnes(t *testing.T) {
+	c, err := parseConfig("t.yaml", []byte("kafka: {brokers: [k]}\ntargets: [{name: a, dsn: x}, {name: b, dsn: y}]\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.target("c")
+	if err == nil || !strings.Contains(err.Error(), `unknown target "c" (configured: a, b)`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestAMissingFileIsAConfigurationError(t *testing.T) {
+	_, err := loadConfig(os.DevNull+".missing", noEnv)
+	if !errors.Is(err, errConfig) {
+		t.Fatalf("err = %v", err)
+	}
+}

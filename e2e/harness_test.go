@@ -1,0 +1,525 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+// sluiceBin is the binary under test, built once by TestMain.
+var sluiceBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sluiceBin = filepath.Join(dir, "sluice")
+	build := exec.Command("go", "build", "-race", "-o", sluiceBin, "../cmd/sluice")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sluice:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// services are the real local stack, from the environment.
+type services struct {
+	kafka, pgA, pgB, stack string
+}
+
+func requireServices(t *testing.T) services {
+	t.Helper()
+	s := services{
+		kafka: os.Getenv("SLUICE_TEST_KAFKA"),
+		pgA:   os.Getenv("SLUICE_TEST_PG_A"),
+		pgB:   os.Getenv("SLUICE_TEST_PG_B"),
+		stack: os.Getenv("SLUICE_STACK"),
+	}
+	for name, v := range map[string]string{
+		"SLUICE_TEST_KAFKA": s.kafka, "SLUICE_TEST_PG_A": s.pgA, "SLUICE_TEST_PG_B": s.pgB, "SLUICE_STACK": s.stack,
+	} {
+		if v == "" {
+			msg := name + " is not set: run `make test`, or `eval \"$(deploy/local/stack env)\"` after `make up`"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	return s
+}
+
+// pipeline is one test's isolated sluice: its own topic, target names and
+// databases, and the processes it started.
+type pipeline struct {
+	t          *testing.T
+	svc        services
+	id         string
+	topic      string
+	targets    map[string]string // short name (a, b) → target name
+	dsns       map[string]string // short name → DSN of the test database
+	dir        string
+	config     string
+	key        string
+	ingestAt   string
+	partitions int
+
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func randomID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// pipelineOptions tune newPipeline; the zero value is a 6-partition topic.
+type pipelineOptions struct {
+	partitions int
+	extraApply string // YAML lines added under apply:
+}
+
+func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
+	t.Helper()
+	svc := requireServices(t)
+	if opts.partitions == 0 {
+		opts.partitions = 6
+	}
+	id := randomID()
+	p := &pipeline{
+		t: t, svc: svc, id: id,
+		topic:      "sluice.test." + id,
+		targets:    map[string]string{"a": "a-" + id, "b": "b-" + id},
+		dsns:       map[string]string{},
+		dir:        t.TempDir(),
+		key:        "e2e-key-" + id + "-0123456789",
+		partitions: opts.partitions,
+	}
+	for short, base := range map[string]string{"a": svc.pgA, "b": svc.pgB} {
+		p.dsns[short] = createDatabase(t, base, "sluice_test_"+id)
+	}
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic: %s
+  partitions: %d
+  retention: 1h
+ingest:
+  keys: [%q]
+apply:
+  batch_size: 200
+  linger: 10ms
+  retry_max: 2s
+%s
+targets:
+  - {name: %s, dsn: %q, schema_version: 1}
+  - {name: %s, dsn: %q, schema_version: 1}
+log: {level: info}
+`, svc.kafka, p.topic, opts.partitions, p.key, opts.extraApply,
+		p.targets["a"], p.dsns["a"], p.targets["b"], p.dsns["b"])
+	p.config = filepath.Join(p.dir, "sluice.yaml")
+	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.command("migrate", "--all").CombinedOutput()
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	t.Cleanup(p.close)
+	return p
+}
+
+// createDatabase makes a fresh database on the cluster of base and returns
+// its DSN; the test's cleanup drops it.
+func createDatabase(t *testing.T, base, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", redact(base), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	cfg, err := pgx.ParseConfig(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = name
+	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
+}
+
+func redact(dsn string) string {
+	if i := strings.Index(dsn, "@"); i > 0 {
+		return "postgres://…" + dsn[i:]
+	}
+	return dsn
+}
+
+func (p *pipeline) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(sluiceBin, append(args, "--config", p.config)...)
+	cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
+	return cmd
+}
+
+// proc is a sluice process the test started; its output goes to a file that
+// is printed when the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func (p *pipeline) start(name string, args ...string) *proc {
+	p.t.Helper()
+	logPath := filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
+	f, err := os.Create(logPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cmd := p.command(args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	pr := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		pr.err = cmd.Wait()
+		f.Close()
+		close(pr.done)
+	}()
+	p.mu.Lock()
+	p.procs = append(p.procs, pr)
+	p.mu.Unlock()
+	return pr
+}
+
+func (pr *proc) running() bool {
+	select {
+	case <-pr.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit, returning its error.
+func (pr *proc) stop(timeout time.Duration) error {
+	if !pr.running() {
+		return pr.err
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+		return pr.err
+	case <-time.After(timeout):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+		return fmt.Errorf("%s did not stop within %v of SIGTERM", pr.name, timeout)
+	}
+}
+
+// kill is kill -9: no chance to finish anything.
+func (pr *proc) kill() {
+	_ = pr.cmd.Process.Kill()
+	<-pr.done
+}
+
+func (p *pipeline) close() {
+	p.mu.Lock()
+	procs := p.procs
+	p.mu.Unlock()
+	for _, pr := range procs {
+		if err := pr.stop(30 * time.Second); err != nil && !strings.Contains(err.Error(), "signal: killed") {
+			p.t.Logf("%s: %v", pr.name, err)
+		}
+	}
+	if p.t.Failed() {
+		for _, pr := range procs {
+			b, _ := os.ReadFile(pr.log)
+			p.t.Logf("---- %s log (last 40 lines)\n%s", pr.name, tail(string(b), 40))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{
+		p.topic, "sluice.dlq." + p.targets["a"], "sluice.dlq." + p.targets["b"]}})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls an ops endpoint's /readyz until it answers 200.
+func waitReady(t *testing.T, pr *proc, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !pr.running() {
+			b, _ := os.ReadFile(pr.log)
+			t.Fatalf("%s exited: %v\n%s", pr.name, pr.err, tail(string(b), 30))
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready at %s after %v", pr.name, addr, timeout)
+}
+
+func (p *pipeline) startIngest() *proc {
+	p.t.Helper()
+	p.ingestAt = freeAddr(p.t)
+	pr := p.start("ingest", "ingest", "--listen", p.ingestAt)
+	waitReady(p.t, pr, p.ingestAt, 60*time.Second)
+	return pr
+}
+
+// applier is a running apply process and where its metrics are.
+type applier struct {
+	*proc
+	addr string
+}
+
+func (p *pipeline) startApply(short string) *applier {
+	p.t.Helper()
+	addr := freeAddr(p.t)
+	pr := p.start("apply-"+short, "apply", "--target", p.targets[short], "--listen", addr)
+	waitReady(p.t, pr, addr, 60*time.Second)
+	return &applier{proc: pr, addr: addr}
+}
+
+// loadgenResult is loadgen's JSON summary plus the ids that got 202.
+type loadgenResult struct {
+	Source         string `json:"source"`
+	Sent           int    `json:"sent"`
+	Accepted       int    `json:"accepted"`
+	UniqueAccepted int    `json:"unique_accepted"`
+	Rejected       int    `json:"rejected"`
+	Failed         int    `json:"failed"`
+	Non2xx         int    `json:"non_2xx_answers"`
+	ids            map[string]bool
+}
+
+// loadgen runs sluice loadgen against the pipeline's ingest and waits for it.
+func (p *pipeline) loadgen(args ...string) loadgenResult {
+	p.t.Helper()
+	idsPath := filepath.Join(p.dir, "accepted-"+randomID())
+	all := append([]string{"loadgen", "--url", "http://" + p.ingestAt + "/v1/events", "--key", p.key,
+		"--json", "--quiet", "--accepted-out", idsPath}, args...)
+	cmd := p.command(all...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var res loadgenResult
+	if jerr := json.Unmarshal(stdout.Bytes(), &res); jerr != nil {
+		p.t.Fatalf("loadgen: %v / %v\n%s\n%s", err, jerr, stdout.String(), stderr.String())
+	}
+	res.ids = readSet(p.t, idsPath)
+	return res
+}
+
+func readSet(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	set := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		set[sc.Text()] = true
+	}
+	return set
+}
+
+// db opens the test database of a target.
+func (p *pipeline) db(short string) *pgx.Conn {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.dsns[short])
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// ids returns the ids of a source's rows in a target, and how many rows.
+func (p *pipeline) ids(short, source string) (map[string]bool, int) {
+	p.t.Helper()
+	conn := p.db(short)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT id FROM sluice_events WHERE source = $1`, source)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	set := map[string]bool{}
+	n := 0
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			p.t.Fatal(err)
+		}
+		set[id] = true
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		p.t.Fatal(err)
+	}
+	return set, n
+}
+
+func (p *pipeline) count(short, source string) int {
+	p.t.Helper()
+	conn := p.db(short)
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM sluice_events WHERE source = $1`, source).Scan(&n); err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+// waitCount waits until a target holds at least want rows of source.
+func (p *pipeline) waitCount(short, source string, want int, timeout time.Duration) int {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	n := 0
+	for time.Now().Before(deadline) {
+		if n = p.count(short, source); n >= want {
+			return n
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.t.Fatalf("target %s holds %d rows of %s after %v, want %d", short, n, source, timeout, want)
+	return n
+}
+
+// topicEnd sums the log-end offsets of the pipeline's topic: how many records
+// were ever appended to it.
+func (p *pipeline) topicEnd() int64 {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// By partition number, not through Metadata: kafka-go serves Metadata
+	// from a process-wide cache that can predate this test's topic.
+	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	var reqs []kafka.OffsetRequest
+	for part := range p.partitions {
+		reqs = append(reqs, kafka.LastOffsetOf(part))
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: reqs}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var total int64
+	for _, po := range resp.Topics[p.topic] {
+		if po.Error != nil {
+			p.t.Fatal(po.Error)
+		}
+		total += po.LastOffset
+	}
+	return total
+}
+
+// metric scrapes one sample from a process's /metrics: name with its label
+// set as it appears, e.g. `sluice_apply_events_total{result="applied",target="a-1"}`.
+func metric(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// sameSet reports the first difference between want and got.
+func sameSet(want, got map[string]bool) error {
+	for id := range want {
+		if !got[id] {
+			return fmt.Errorf("id %s missing (want %d ids, got %d)", id, len(want), len(got))
+		}
+	}
+	for id := range got {
+		if !want[id] {
+			return fmt.Errorf("id %s not expected (want %d ids, got %d)", id, len(want), len(got))
+		}
+	}
+	return nil
+}
+
+func execOutput(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
