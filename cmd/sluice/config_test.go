@@ -102,3 +102,18 @@ func TestAMissingFileIsAConfigurationError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestTheComposeConfigurationLoadsWithItsEnvironment(t *testing.T) {
+	env := map[string]string{
+		"SLUICE_INGEST_KEYS":  "local-dev-key-0123456789",
+		"SLUICE_TARGET_A_DSN": "postgres://sluice:pw@postgres-a:5432/sluice",
+		"SLUICE_TARGET_B_DSN": "postgres://sluice:pw@postgres-b:5432/sluice",
+	}
+	c, err := loadConfig("../../deploy/compose/sluice.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Brokers[0] != "kafka:9092" || c.Targets[1].DSN != env["SLUICE_TARGET_B_DSN"] || len(c.Ingest.Keys) != 1 {
+		t.Fatalf("%+v", c)
+	}
+}

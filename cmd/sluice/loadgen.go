@@ -22,6 +22,7 @@ import (
 
 type loadgenOptions struct {
 	url, key, source, acceptedOut string
+	summaryOut                    string
 	events, batch, concurrency    int
 	retries                       int
 	rate, duplicates              float64
@@ -62,6 +63,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.source, "source", "", "CloudEvents source of every event (default: loadgen/<random>, unique per run)")
 	fs.StringVar(&o.acceptedOut, "accepted-out", "", "write the id of every event that got 202, one per line, to this file")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
+	fs.StringVar(&o.summaryOut, "summary-out", "", "also write the summary as JSON to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -102,10 +104,16 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	}
+	summaryJSON, _ := json.MarshalIndent(sum, "", "  ")
+	summaryJSON = append(summaryJSON, '\n')
+	if o.summaryOut != "" {
+		if err := os.WriteFile(o.summaryOut, summaryJSON, 0o644); err != nil {
+			return err
+		}
+	}
 	if o.jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
+		_, err := stdout.Write(summaryJSON)
+		return err
 	}
 	fmt.Fprintf(stdout, `loadgen summary (source %s)
   sent             %d events (%d deliberate duplicates) in %d requests

@@ -24,6 +24,7 @@ Commands:
   apply     apply the event log to one target database (--target NAME)
   migrate   bring a target database to its configured schema version (--target NAME)
   loadgen   publish N events at a rate, with deliberate duplicates, and report
+  healthcheck URL   exit 0 when URL answers 200 (for container health checks)
   version   print the version
 
 Every command takes --config FILE (default $SLUICE_CONFIG, else sluice.yaml).
@@ -47,10 +48,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	commands := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"ingest":  runIngest,
-		"apply":   runApply,
-		"migrate": runMigrate,
-		"loadgen": runLoadgen,
+		"ingest":      runIngest,
+		"apply":       runApply,
+		"migrate":     runMigrate,
+		"loadgen":     runLoadgen,
+		"healthcheck": runHealthcheck,
 	}
 	name, rest := args[0], args[1:]
 	switch name {

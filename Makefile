@@ -1,0 +1,46 @@
+# sluice — run `make help` for the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+STACK := deploy/local/stack
+GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./cmd/...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/sluice
+	go build -ldflags "-X main.version=$(VERSION)" -o bin/sluice ./cmd/sluice
+
+.PHONY: up
+up: ## start the local stack (Kafka + PostgreSQL A and B), installing what is missing
+	$(STACK) up
+
+.PHONY: down
+down: ## stop the local stack
+	$(STACK) down
+
+.PHONY: demo
+demo: up build ## run the whole pipeline on the local stack and show both targets converge
+	deploy/local/demo
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	go vet ./...
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+.PHONY: unit
+unit: ## unit tests (no services), with the race detector
+	go test -race -count=1 $(GO_PACKAGES)
+
+.PHONY: integration
+integration: up ## end-to-end tests against the local stack
+	eval "$$($(STACK) env)"; go test -count=1 -timeout 60m -v ./e2e/ 2>&1 | grep -vE '^\s+time=' | tee .stack/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
+
+.PHONY: compose-check
+compose-check: ## validate docker-compose.yml (with Debian's docker-compose when it can be installed)
+	deploy/check-compose
+
+.PHONY: test
+test: lint unit integration compose-check ## everything: lint, unit, end-to-end, compose validation

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("kafka: {brokers: [k:9092]}\ntargets: [{name: a, dsn: 'postgres://x'}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"no command prints usage and fails", nil, 2, "Commands:"},
+		{"help succeeds", []string{"help"}, 0, "Commands:"},
+		{"an unknown command names itself", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"--help of a command lists its flags", []string{"apply", "--help"}, 0, "-target"},
+		{"apply without --target is a usage error", []string{"apply", "--config", cfg}, 2, "--target is required"},
+		{"apply to an unknown target lists the known", []string{"apply", "--config", cfg, "--target", "zz"}, 2, `unknown target "zz" (configured: a)`},
+		{"a missing config file is a configuration error", []string{"migrate", "--all", "--config", filepath.Join(dir, "none.yaml")}, 2, "none.yaml"},
+		{"migrate needs one of --target or --all", []string{"migrate", "--config", cfg}, 2, "exactly one of"},
+		{"ingest without keys names the field", []string{"ingest", "--config", cfg}, 2, "ingest.keys"},
+		{"loadgen refuses a silly duplicate share", []string{"loadgen", "--duplicates", "2", "--url", "http://x", "--key", "k"}, 2, "--duplicates"},
+		{"a stray argument is refused", []string{"ingest", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
+		{"version prints", []string{"version"}, 0, "sluice"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), c.args, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != c.wantCode || !strings.Contains(out, c.wantOut) {
+				t.Fatalf("exit %d (want %d), output:\n%s\nwant it to contain %q", code, c.wantCode, out, c.wantOut)
+			}
+		})
+	}
+}
