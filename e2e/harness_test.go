@@ -89,6 +89,7 @@ type pipeline struct {
 
 	mu    sync.Mutex
 	procs []*proc
+	conns map[string]*pgx.Conn
 }
 
 func randomID() string {
@@ -393,25 +394,26 @@ func readSet(t *testing.T, path string) map[string]bool {
 	return set
 }
 
-// db opens the test database of a target.
+// db is the test's connection to a target's database, opened once.
 func (p *pipeline) db(short string) *pgx.Conn {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, p.dsns[short])
-	if err != nil {
-		p.t.Fatal(err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		p.conns = map[string]*pgx.Conn{}
 	}
-	p.t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	if c, ok := p.conns[short]; ok {
+		return c
+	}
+	c := connect(p.t, p.dsns[short])
+	p.conns[short] = c
+	return c
 }
 
 // ids returns the ids of a source's rows in a target, and how many rows.
 func (p *pipeline) ids(short, source string) (map[string]bool, int) {
 	p.t.Helper()
-	conn := p.db(short)
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(context.Background(), `SELECT id FROM sluice_events WHERE source = $1`, source)
+	rows, err := p.db(short).Query(context.Background(), `SELECT id FROM sluice_events WHERE source = $1`, source)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -433,10 +435,8 @@ func (p *pipeline) ids(short, source string) (map[string]bool, int) {
 
 func (p *pipeline) count(short, source string) int {
 	p.t.Helper()
-	conn := p.db(short)
-	defer conn.Close(context.Background())
 	var n int
-	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM sluice_events WHERE source = $1`, source).Scan(&n); err != nil {
+	if err := p.db(short).QueryRow(context.Background(), `SELECT count(*) FROM sluice_events WHERE source = $1`, source).Scan(&n); err != nil {
 		p.t.Fatal(err)
 	}
 	return n
@@ -522,4 +522,30 @@ func sameSet(want, got map[string]bool) error {
 func execOutput(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
 }
