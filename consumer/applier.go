@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,7 +22,9 @@ type Applier struct {
 	dlq  *kafka.Writer
 	m    *metrics
 	log  *slog.Logger
-	lag  lagTracker
+
+	breaker    *breaker
+	partitions partitionSet
 }
 
 // New validates cfg, fills its defaults and returns an Applier. It opens no
@@ -47,9 +48,32 @@ func New(cfg Config) (*Applier, error) {
 		m:    newMetrics(cfg.Registerer, cfg.Target),
 		log:  cfg.Logger.With("target", cfg.Target),
 	}
-	a.lag.gauge = a.m.lagSeconds
+	a.breaker = newBreaker(breakerConfig{
+		name: cfg.Target, tripAfter: cfg.TripAfter,
+		minOpen: cfg.BreakerMinOpen, maxOpen: cfg.BreakerMaxOpen, now: cfg.now,
+		onChange: a.breakerChanged,
+	})
 	return a, nil
 }
+
+// breakerChanged publishes the state, and on opening closes every idle
+// session: an open breaker holds nothing on its database.
+func (a *Applier) breakerChanged(from, to BreakerState) {
+	a.m.breakerState.Set(float64(to))
+	switch to {
+	case BreakerOpen:
+		a.log.Warn("breaker open: applying nothing to this target until a probe succeeds",
+			"from", from.String(), "consecutive_failures", a.cfg.TripAfter)
+		go a.pool.Reset()
+	case BreakerHalfOpen:
+		a.log.Info("breaker half-open: probing with one batch")
+	case BreakerClosed:
+		a.log.Info("breaker closed: target healthy again")
+	}
+}
+
+// BreakerState reports the target's breaker state.
+func (a *Applier) BreakerState() BreakerState { return a.breaker.State() }
 
 // Ping checks that the target database answers, for readiness probes.
 func (a *Applier) Ping(ctx context.Context) error { return a.pool.Ping(ctx) }
@@ -81,6 +105,12 @@ func (a *Applier) Run(ctx context.Context) error {
 		return fmt.Errorf("join consumer group %s: %w", GroupID(a.cfg.Target), err)
 	}
 	defer group.Close() // runs first: waits for the partition workers
+
+	monitorCtx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
+	monitorDone := make(chan struct{})
+	go func() { defer close(monitorDone); a.monitorLag(monitorCtx) }()
+	defer func() { stopMonitor(); <-monitorDone }() // runs before group.Close: the monitor only reads
+
 	a.log.Info("applier started", "group", GroupID(a.cfg.Target), "topic", a.cfg.Topic)
 	for {
 		gen, err := group.Next(ctx)
@@ -123,147 +153,6 @@ func (a *Applier) waitForSchema(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// runPartition is one partition's worker for one generation. It must not
-// return before the generation ends: with kafka-go, one returning worker
-// ends the generation for all.
-func (a *Applier) runPartition(gctx context.Context, gen *kafka.Generation, p kafka.PartitionAssignment) {
-	ctx, cancel := context.WithCancel(gctx)
-	defer cancel()
-	log := a.log.With("partition", p.ID)
-	defer a.lag.forget(p.ID)
-
-	start, ok := a.startOffset(ctx, p, log)
-	if !ok {
-		return
-	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:       a.cfg.Brokers,
-		Topic:         a.cfg.Topic,
-		Partition:     p.ID,
-		MinBytes:      1,
-		MaxBytes:      8 << 20,
-		MaxWait:       500 * time.Millisecond,
-		QueueCapacity: a.cfg.BatchSize,
-		Logger:        kafkaLogger(log, slog.LevelDebug),
-		ErrorLogger:   kafkaLogger(log, slog.LevelWarn),
-	})
-	defer reader.Close()
-	if err := reader.SetOffset(start); err != nil {
-		log.Error("cannot seek partition", "offset", start, "err", err)
-		<-ctx.Done()
-		return
-	}
-	log.Info("partition worker started", "offset", start)
-	for ctx.Err() == nil {
-		batch := a.collect(ctx, reader, log)
-		if len(batch) > 0 {
-			a.applyWithRetry(ctx, gen, batch, log)
-		}
-	}
-}
-
-// startOffset is where the worker resumes: the target's own record of what it
-// applied when there is one (it is written in the same transaction as the
-// rows, so it is exact), else the group's committed offset (or the start of
-// the log for a group that never committed).
-func (a *Applier) startOffset(ctx context.Context, p kafka.PartitionAssignment, log *slog.Logger) (int64, bool) {
-	for attempt := 0; ; attempt++ {
-		qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
-		next, found, err := loadOffset(qctx, a.pool, a.cfg.Topic, p.ID)
-		cancel()
-		if err == nil {
-			if found {
-				return next, true
-			}
-			return p.Offset, true
-		}
-		log.Warn("cannot read the applied offset; retrying", "err", err, "attempt", attempt)
-		if !sleep(ctx, a.backoff(attempt)) {
-			return 0, false
-		}
-	}
-}
-
-// collect waits for one record, then gathers more until the batch is full or
-// Linger has passed. When ctx ends it returns what it has, to be applied.
-func (a *Applier) collect(ctx context.Context, reader *kafka.Reader, log *slog.Logger) []kafka.Message {
-	first, err := reader.FetchMessage(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Warn("fetch failed", "err", err)
-			sleep(ctx, a.cfg.RetryMin)
-		}
-		return nil
-	}
-	batch := make([]kafka.Message, 1, a.cfg.BatchSize)
-	batch[0] = first
-	lctx, cancel := context.WithTimeout(ctx, a.cfg.Linger)
-	defer cancel()
-	for len(batch) < a.cfg.BatchSize {
-		m, err := reader.FetchMessage(lctx)
-		if err != nil {
-			break
-		}
-		batch = append(batch, m)
-	}
-	return batch
-}
-
-// applyWithRetry applies msgs, retrying retryable failures with backoff
-// until it succeeds or the worker is told to stop. Nothing new is fetched
-// meanwhile: a sick target turns into lag, held in Kafka.
-func (a *Applier) applyWithRetry(ctx context.Context, gen *kafka.Generation, msgs []kafka.Message, log *slog.Logger) {
-	recs := make([]record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = decodeRecord(m)
-	}
-	for attempt := 0; ; attempt++ {
-		// The transaction does not take ctx's cancellation: a batch under way
-		// when we are told to stop is finished, within ApplyTimeout.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ApplyTimeout)
-		began := a.cfg.now()
-		var prog progress
-		err := a.applySpan(actx, recs, &prog)
-		cancel()
-		a.m.batchDuration.Observe(a.cfg.now().Sub(began).Seconds())
-		recs = recs[prog.done:] // what was committed is never redone
-		if err == nil {
-			last := msgs[len(msgs)-1]
-			a.afterCommit(gen, last, log)
-			return
-		}
-		first := recs[0].msg
-		log.Warn("apply failed; batch kept for retry", "offset", first.Offset, "records", len(recs),
-			"class", Classify(err).String(), "attempt", attempt, "err", err)
-		if ctx.Err() != nil {
-			log.Info("stopping with a batch not applied; it will be replayed", "offset", first.Offset)
-			return
-		}
-		if !sleep(ctx, a.backoff(attempt)) {
-			return
-		}
-	}
-}
-
-// afterCommit runs once a whole batch is durable in the target: it commits
-// the group offset (for visibility; the target's own offsets row is what a
-// worker resumes from) and updates the lag gauges.
-func (a *Applier) afterCommit(gen *kafka.Generation, last kafka.Message, log *slog.Logger) {
-	next := last.Offset + 1
-	if err := gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {last.Partition: next}}); err != nil {
-		log.Debug("group offset not committed (the target has it)", "offset", next, "err", err)
-	}
-	behind := max(last.HighWaterMark-next, 0)
-	a.m.setLag(last.Partition, behind)
-	var age time.Duration
-	if behind > 0 {
-		// The oldest unapplied record is younger than the last applied one,
-		// so this is an upper bound that is exact once caught up.
-		age = a.cfg.now().Sub(last.Time)
-	}
-	a.lag.set(last.Partition, age)
 }
 
 // progress is how far applySpan got: the first done records are durable
@@ -356,37 +245,4 @@ func kafkaLogger(log *slog.Logger, level slog.Level) kafka.Logger {
 	return kafka.LoggerFunc(func(msg string, args ...any) {
 		log.Log(context.Background(), level, fmt.Sprintf(msg, args...), "component", "kafka-go")
 	})
-}
-
-// lagTracker keeps the age of the oldest unapplied record per partition of
-// this replica and publishes the largest.
-type lagTracker struct {
-	mu    sync.Mutex
-	ages  map[int]time.Duration
-	gauge interface{ Set(float64) }
-}
-
-func (l *lagTracker) set(partition int, age time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ages == nil {
-		l.ages = make(map[int]time.Duration)
-	}
-	l.ages[partition] = age
-	l.publish()
-}
-
-func (l *lagTracker) forget(partition int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.ages, partition)
-	l.publish()
-}
-
-func (l *lagTracker) publish() {
-	var worst time.Duration
-	for _, a := range l.ages {
-		worst = max(worst, a)
-	}
-	l.gauge.Set(worst.Seconds())
 }

@@ -60,6 +60,23 @@ type Config struct {
 	// Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
 
+	// TripAfter is how many consecutive failed attempts (retryable errors
+	// only) open the target's breaker. Default 3.
+	TripAfter uint32
+	// BreakerMinOpen and BreakerMaxOpen bound how long the breaker stays
+	// open before it lets one probe batch through: the first opening lasts
+	// about BreakerMinOpen, each consecutive one about twice as long (with
+	// jitter), up to BreakerMaxOpen. Defaults 1s and 30s.
+	BreakerMinOpen, BreakerMaxOpen time.Duration
+
+	// LagInterval is how often lag is measured against the log end, whether
+	// or not batches are being applied. Default 1s.
+	LagInterval time.Duration
+	// StallTimeout is how long a partition's reader may go without handing
+	// over a record while the log has records for it, before it is rebuilt
+	// (kafka-go readers can hang after a broker restart). Default 20s.
+	StallTimeout time.Duration
+
 	// SessionTimeout is the consumer group session timeout: how long the
 	// group waits for a vanished member before moving its partitions.
 	// Default 10s.
@@ -117,6 +134,13 @@ func (c *Config) setDefaults() {
 	def(&c.RetryMin, 100*time.Millisecond)
 	def(&c.RetryMax, 10*time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
+	def(&c.BreakerMinOpen, time.Second)
+	def(&c.BreakerMaxOpen, 30*time.Second)
+	def(&c.LagInterval, time.Second)
+	def(&c.StallTimeout, 20*time.Second)
+	if c.TripAfter == 0 {
+		c.TripAfter = 3
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -56,6 +56,9 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 		IdleInTransactionTimeout: time.Duration(cfg.Apply.IdleInTransactionTimeout),
 		ApplyTimeout:             time.Duration(cfg.Apply.ApplyTimeout),
 		RetryMax:                 time.Duration(cfg.Apply.RetryMax),
+		TripAfter:                cfg.Apply.TripAfter,
+		BreakerMinOpen:           time.Duration(cfg.Apply.BreakerMinOpen),
+		BreakerMaxOpen:           time.Duration(cfg.Apply.BreakerMaxOpen),
 		Logger:                   log,
 		Registerer:               reg,
 	})

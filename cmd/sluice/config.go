@@ -59,6 +59,9 @@ type applyConfig struct {
 	IdleInTransactionTimeout duration `yaml:"idle_in_transaction_timeout"`
 	ApplyTimeout             duration `yaml:"apply_timeout"`
 	RetryMax                 duration `yaml:"retry_max"`
+	TripAfter                uint32   `yaml:"trip_after"`
+	BreakerMinOpen           duration `yaml:"breaker_min_open"`
+	BreakerMaxOpen           duration `yaml:"breaker_max_open"`
 }
 
 type targetConfig struct {

@@ -1,0 +1,164 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// fakeClock is moved by the test instead of sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var errLocked = &pgconn.PgError{Code: "55P03", Message: "lock not available"}
+
+func newTestBreaker(clock *fakeClock) (*breaker, *[]BreakerState) {
+	var seen []BreakerState
+	var mu sync.Mutex
+	b := newBreaker(breakerConfig{
+		name: "t", tripAfter: 3, minOpen: time.Second, maxOpen: 8 * time.Second, now: clock.now,
+		onChange: func(_, to BreakerState) { mu.Lock(); seen = append(seen, to); mu.Unlock() },
+	})
+	return b, &seen
+}
+
+// expire moves the clock past the open period and past gobreaker's own
+// token timeout (which reads the real clock).
+func expire(clock *fakeClock, b *breaker) {
+	d, _ := b.openFor()
+	clock.advance(d + time.Millisecond)
+	time.Sleep(2 * time.Millisecond)
+}
+
+func TestBreakerTripsAfterConsecutiveRetryableFailures(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, seen := newTestBreaker(clock)
+	for i := range 2 {
+		if err := b.do(func() error { return errLocked }); !errors.Is(err, errLocked) {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if b.State() != BreakerClosed {
+		t.Fatalf("opened after 2 failures; it trips after 3")
+	}
+	_ = b.do(func() error { return errLocked })
+	if b.State() != BreakerOpen {
+		t.Fatalf("state %v after 3 failures, want open", b.State())
+	}
+	called := false
+	if err := b.do(func() error { called = true; return nil }); !errors.Is(err, errBreakerBusy) || called {
+		t.Fatalf("an open breaker let a batch through (err %v)", err)
+	}
+	if len(*seen) != 1 || (*seen)[0] != BreakerOpen {
+		t.Fatalf("state changes %v", *seen)
+	}
+}
+
+func TestPermanentErrorsAndCancellationsDoNotTrip(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, _ := newTestBreaker(clock)
+	poison := &pgconn.PgError{Code: "23514", Message: "check violation"}
+	for range 10 {
+		_ = b.do(func() error { return poison })
+		_ = b.do(func() error { return context.Canceled })
+	}
+	if b.State() != BreakerClosed {
+		t.Fatalf("state %v: poison events and shutdowns must not trip the breaker", b.State())
+	}
+}
+
+func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, _ := newTestBreaker(clock)
+	for range 3 {
+		_ = b.do(func() error { return errLocked })
+	}
+	expire(clock, b)
+
+	probing := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- b.do(func() error { close(probing); <-release; return nil })
+	}()
+	<-probing
+	if b.State() != BreakerHalfOpen {
+		t.Fatalf("state %v during the probe, want half-open", b.State())
+	}
+	if err := b.do(func() error { t.Error("a second batch ran during the probe"); return nil }); !errors.Is(err, errBreakerBusy) {
+		t.Fatalf("second caller during the probe: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b.State() != BreakerClosed {
+		t.Fatalf("state %v after a good probe, want closed", b.State())
+	}
+}
+
+func TestOpenPeriodsGrowWithJitterUpToTheCap(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, _ := newTestBreaker(clock)
+	for range 3 {
+		_ = b.do(func() error { return errLocked })
+	}
+	want := time.Second
+	for opening := 1; opening <= 6; opening++ {
+		d, _ := b.openFor()
+		if d < want/2 || d > want {
+			t.Fatalf("opening %d: open for %v, want within [%v, %v]", opening, d, want/2, want)
+		}
+		expire(clock, b)
+		// The probe fails: straight back to open, for longer.
+		_ = b.do(func() error { return errLocked })
+		if b.State() != BreakerOpen {
+			t.Fatalf("a failed probe left the breaker %v", b.State())
+		}
+		want = min(want*2, 8*time.Second)
+	}
+	// A good probe closes it and the next opening starts small again.
+	expire(clock, b)
+	if err := b.do(func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		_ = b.do(func() error { return errLocked })
+	}
+	if d, _ := b.openFor(); d > time.Second {
+		t.Fatalf("after closing, the next opening lasts %v; want the minimum again", d)
+	}
+}
+
+func TestWaitReturnsWhenTheOpenPeriodEnds(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, _ := newTestBreaker(clock)
+	if !b.wait(context.Background(), func() { t.Fatal("waited on a closed breaker") }) {
+		t.Fatal("wait on a closed breaker failed")
+	}
+	for range 3 {
+		_ = b.do(func() error { return errLocked })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	dropped := false
+	if b.wait(ctx, func() { dropped = true }) {
+		t.Fatal("wait returned while open")
+	}
+	if !dropped {
+		t.Fatal("wait did not let the worker drop its reader before waiting")
+	}
+}
