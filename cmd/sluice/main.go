@@ -24,6 +24,7 @@ Commands:
   apply     apply the event log to one target database (--target NAME)
   migrate   bring a target database to its configured schema version (--target NAME)
   loadgen   publish N events at a rate, with deliberate duplicates, and report
+  ctl       operate the pipeline: status (lag, breakers, blocking sessions)
   healthcheck URL   exit 0 when URL answers 200 (for container health checks)
   version   print the version
 
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"migrate":     runMigrate,
 		"loadgen":     runLoadgen,
 		"healthcheck": runHealthcheck,
+		"ctl":         runCtl,
 	}
 	name, rest := args[0], args[1:]
 	switch name {
@@ -82,6 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 }
+
+// flagErrHelp is flag.ErrHelp, for commands that parse flags themselves.
+var flagErrHelp = flag.ErrHelp
 
 // errUsage marks a bad command line.
 var errUsage = errors.New("usage")

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice/consumer"
+)
+
+const ctlUsage = `Usage: sluice ctl <command> [flags]
+
+Commands:
+  status [TARGET…]   per target: applier, breaker, lag (messages and seconds, per
+                     partition), apply rate, and the database sessions blocking it
+
+Run 'sluice ctl <command> --help' for its flags.
+`
+
+func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, ctlUsage)
+		return fmt.Errorf("%w: ctl needs a command", errUsage)
+	}
+	switch args[0] {
+	case "status":
+		return runCtlStatus(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, ctlUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, ctlUsage)
+	return fmt.Errorf("%w: unknown ctl command %q", errUsage, args[0])
+}
+
+// targetView is one target's line of `ctl status`: what the target's
+// database and Kafka say (consumer.Inspect) and what its applier says of
+// itself (its /metrics).
+type targetView struct {
+	consumer.TargetStatus
+	Applier string `json:"applier"` // running, unreachable, unknown
+	Breaker string `json:"breaker"` // closed, half-open, open, unknown
+}
+
+func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("ctl status", "ctl status [TARGET…] [--json]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		if err == flagErrHelp {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	if err != nil {
+		return err
+	}
+	targets := cfg.Targets
+	if fs.NArg() > 0 {
+		targets = nil
+		for _, name := range fs.Args() {
+			t, err := cfg.target(name)
+			if err != nil {
+				return err
+			}
+			targets = append(targets, t)
+		}
+	}
+	views := make([]targetView, 0, len(targets))
+	for _, t := range targets {
+		ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		st, err := consumer.Inspect(ictx, consumer.InspectConfig{
+			Target: t.Name, Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, DSN: t.DSN,
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		v := targetView{TargetStatus: st, Applier: "unknown", Breaker: "unknown"}
+		if t.Listen != "" {
+			v.Applier, v.Breaker = scrapeApplier(ctx, t)
+		}
+		views = append(views, v)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(views)
+	}
+	printStatus(stdout, views)
+	return nil
+}
+
+// scrapeApplier reads the applier's own view from its /metrics.
+func scrapeApplier(ctx context.Context, t targetConfig) (applier, breaker string) {
+	host, port, err := net.SplitHostPort(t.Listen)
+	if err != nil {
+		return "unknown", "unknown"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "unreachable", "unknown"
+	}
+	defer resp.Body.Close()
+	series := `sluice_breaker_state{target="` + t.Name + `"} `
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return "running", consumer.BreakerState(int(n)).String()
+		}
+	}
+	return "running", "unknown"
+}
+
+func printStatus(w io.Writer, views []targetView) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TARGET\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.0f\n", v.Target, v.Applier, v.Breaker, v.LagMessages, v.LagSeconds, v.ApplyRate)
+	}
+	tw.Flush()
+	for _, v := range views {
+		fmt.Fprintf(w, "\n%s, per partition:\n", v.Target)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PARTITION\tLOG START\tLOG END\tAPPLIED TO\tLAG MSGS\tLAG SECONDS\tFROM")
+		for _, p := range v.Partitions {
+			fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d\t%.1f\t%s\n", p.Partition, p.LogStart, p.LogEnd, p.Applied, p.LagMessages, p.LagSeconds, p.From)
+		}
+		tw.Flush()
+		if v.DatabaseError != "" {
+			fmt.Fprintf(w, "  database: %s\n", v.DatabaseError)
+		}
+		for _, b := range v.Blocking {
+			fmt.Fprintf(w, "  BLOCKING: pid %d (user %s, application %q, client %s) %s for %.0fs, transaction open %.0fs\n",
+				b.PID, b.User, b.Application, b.Client, b.State, b.StateAge, b.TransactionAge)
+			fmt.Fprintf(w, "    %s\n    query: %s\n    to end it: SELECT pg_terminate_backend(%d);\n", b.Why, oneLine(b.Query), b.PID)
+		}
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
