@@ -190,6 +190,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []record, prog *progress) 
 	if Classify(err) == Retryable {
 		return fmt.Errorf("apply %d records to %s at %d/%d: %w", len(recs), a.cfg.Target, recs[0].msg.Partition, recs[0].msg.Offset, err)
 	}
+	a.m.failed(Permanent)
 	if len(recs) == 1 {
 		if err := a.deadLetterOne(ctx, recs[0], err, true); err != nil {
 			return err

@@ -66,7 +66,8 @@ type Config struct {
 	// BreakerMinOpen and BreakerMaxOpen bound how long the breaker stays
 	// open before it lets one probe batch through: the first opening lasts
 	// about BreakerMinOpen, each consecutive one about twice as long (with
-	// jitter), up to BreakerMaxOpen. Defaults 1s and 30s.
+	// jitter), up to BreakerMaxOpen: the longest a target can sit idle after
+	// its database recovers. Defaults 1s and 10s.
 	BreakerMinOpen, BreakerMaxOpen time.Duration
 
 	// LagInterval is how often lag is measured against the log end, whether
@@ -135,7 +136,7 @@ func (c *Config) setDefaults() {
 	def(&c.RetryMax, 10*time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.BreakerMinOpen, time.Second)
-	def(&c.BreakerMaxOpen, 30*time.Second)
+	def(&c.BreakerMaxOpen, 10*time.Second)
 	def(&c.LagInterval, time.Second)
 	def(&c.StallTimeout, 20*time.Second)
 	if c.TripAfter == 0 {

@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	applied, duplicate, deadLettered prometheus.Counter
 	batchDuration                    prometheus.Observer
+	failures                         *prometheus.CounterVec
 	breakerState                     prometheus.Gauge
 	paused                           prometheus.Gauge
 	lagMessages                      *prometheus.GaugeVec
@@ -43,14 +44,19 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		Name: "sluice_consumer_lag_seconds",
 		Help: "Age of the oldest record not yet applied to the target (0 when caught up).",
 	}, []string{"target"})
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_apply_failures_total",
+		Help: "Failed attempts at applying a batch, by class: retryable (the batch is retried) or permanent (an event goes to the DLQ).",
+	}, []string{"target", "class"})
 	if reg != nil {
-		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs)
+		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures)
 	}
 	return &metrics{
 		applied:       events.WithLabelValues(target, "applied"),
 		duplicate:     events.WithLabelValues(target, "duplicate"),
 		deadLettered:  events.WithLabelValues(target, "dead_lettered"),
 		batchDuration: batch.WithLabelValues(target),
+		failures:      failures,
 		breakerState:  breaker.WithLabelValues(target),
 		paused:        paused.WithLabelValues(target),
 		lagMessages:   lagMsgs,
@@ -61,4 +67,8 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 
 func (m *metrics) setLag(partition int, messages int64) {
 	m.lagMessages.WithLabelValues(m.target, strconv.Itoa(partition)).Set(float64(messages))
+}
+
+func (m *metrics) failed(class Class) {
+	m.failures.WithLabelValues(m.target, class.String()).Inc()
 }

@@ -205,6 +205,7 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 			continue
 		}
 		a.m.batchDuration.Observe(a.cfg.now().Sub(began).Seconds())
+		a.m.failed(Classify(err))
 		w.log.Warn("apply failed; batch kept for retry", "offset", recs[0].msg.Offset, "records", len(recs),
 			"class", Classify(err).String(), "attempt", attempt, "breaker", a.breaker.State().String(), "err", err)
 		if ctx.Err() != nil {

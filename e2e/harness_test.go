@@ -86,6 +86,7 @@ type pipeline struct {
 	key        string
 	ingestAt   string
 	partitions int
+	listen     map[string]string // short name → the applier's ops address
 
 	mu    sync.Mutex
 	procs []*proc
@@ -119,6 +120,7 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 		dir:        t.TempDir(),
 		key:        "e2e-key-" + id + "-0123456789",
 		partitions: opts.partitions,
+		listen:     map[string]string{"a": freeAddr(t), "b": freeAddr(t)},
 	}
 	for short, base := range map[string]string{"a": svc.pgA, "b": svc.pgB} {
 		p.dsns[short] = createDatabase(t, base, "sluice_test_"+id)
@@ -136,11 +138,11 @@ apply:
   retry_max: 2s
 %s
 targets:
-  - {name: %s, dsn: %q, schema_version: 1}
-  - {name: %s, dsn: %q, schema_version: 1}
+  - {name: %s, dsn: %q, schema_version: 1, listen: %q}
+  - {name: %s, dsn: %q, schema_version: 1, listen: %q}
 log: {level: info}
 `, svc.kafka, p.topic, opts.partitions, p.key, opts.extraApply,
-		p.targets["a"], p.dsns["a"], p.targets["b"], p.dsns["b"])
+		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -343,7 +345,13 @@ type applier struct {
 
 func (p *pipeline) startApply(short string) *applier {
 	p.t.Helper()
-	addr := freeAddr(p.t)
+	return p.startApplyAt(short, p.listen[short])
+}
+
+// startApplyAt starts a replica of a target's applier with its ops server
+// at addr (a second replica needs an address of its own).
+func (p *pipeline) startApplyAt(short, addr string) *applier {
+	p.t.Helper()
 	pr := p.start("apply-"+short, "apply", "--target", p.targets[short], "--listen", addr)
 	waitReady(p.t, pr, addr, 60*time.Second)
 	return &applier{proc: pr, addr: addr}
@@ -358,6 +366,7 @@ type loadgenResult struct {
 	Rejected       int    `json:"rejected"`
 	Failed         int    `json:"failed"`
 	Non2xx         int    `json:"non_2xx_answers"`
+	Timeouts       int    `json:"timeouts"`
 	ids            map[string]bool
 }
 
@@ -485,23 +494,38 @@ func (p *pipeline) topicEnd() int64 {
 }
 
 // metric scrapes one sample from a process's /metrics: name with its label
-// set as it appears, e.g. `sluice_apply_events_total{result="applied",target="a-1"}`.
+// set as it appears, e.g. `sluice_apply_events_total{result="applied",target="a-1"}`;
+// 0 when the series is absent.
 func metric(t *testing.T, addr, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	v, err := scrape(addr, series)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+func scrape(addr, series string) (float64, error) {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, series+" ") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			var v float64
-			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
-			return v
+			if _, err := fmt.Sscanf(rest, "%g", &v); err != nil {
+				return 0, err
+			}
+			return v, nil
 		}
 	}
-	return 0
+	return 0, nil
 }
 
 // sameSet reports the first difference between want and got.

@@ -54,20 +54,18 @@ type targetView struct {
 func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("ctl status", "ctl status [TARGET…] [--json]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
-		if err == flagErrHelp {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	names, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath, os.Getenv)
 	if err != nil {
 		return err
 	}
 	targets := cfg.Targets
-	if fs.NArg() > 0 {
+	if len(names) > 0 {
 		targets = nil
-		for _, name := range fs.Args() {
+		for _, name := range names {
 			t, err := cfg.target(name)
 			if err != nil {
 				return err

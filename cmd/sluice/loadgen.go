@@ -25,6 +25,7 @@ type loadgenOptions struct {
 	summaryOut                    string
 	events, batch, concurrency    int
 	retries                       int
+	timeout                       time.Duration
 	rate, duplicates              float64
 	jsonOut, quiet                bool
 }
@@ -41,6 +42,7 @@ type loadgenSummary struct {
 	Requests        int     `json:"requests"`
 	Retries         int     `json:"retries"`
 	Non2xx          int     `json:"non_2xx_answers"`
+	Timeouts        int     `json:"timeouts"`
 	ElapsedSeconds  float64 `json:"elapsed_seconds"`
 	EventsPerSecond float64 `json:"events_per_second"`
 	LatencyP50Ms    float64 `json:"latency_p50_ms"`
@@ -60,6 +62,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.batch, "batch", 100, "events per request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "requests in flight at once")
 	fs.IntVar(&o.retries, "retries", 20, "attempts at a request answered 429, 503 or not at all, with backoff")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer before counting a timeout and retrying")
 	fs.StringVar(&o.source, "source", "", "CloudEvents source of every event (default: loadgen/<random>, unique per run)")
 	fs.StringVar(&o.acceptedOut, "accepted-out", "", "write the id of every event that got 202, one per line, to this file")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
@@ -120,11 +123,11 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
   accepted (202)   %d events, %d unique
   rejected (4xx)   %d events
   failed           %d events (no 202 after %d attempts)
-  retried          %d requests, %d non-2xx answers
+  retried          %d requests, %d non-2xx answers, %d timeouts
   throughput       %.0f events/s over %.2fs
   request latency  p50 %.1fms  p95 %.1fms  p99 %.1fms  max %.1fms
 `, sum.Source, sum.Sent, sum.Duplicates, sum.Requests, sum.Accepted, sum.UniqueAccepted, sum.Rejected,
-		sum.Failed, o.retries, sum.Retries, sum.Non2xx, sum.EventsPerSecond, sum.ElapsedSeconds,
+		sum.Failed, o.retries, sum.Retries, sum.Non2xx, sum.Timeouts, sum.EventsPerSecond, sum.ElapsedSeconds,
 		sum.LatencyP50Ms, sum.LatencyP95Ms, sum.LatencyP99Ms, sum.LatencyMaxMs)
 	if sum.Failed > 0 || sum.Rejected > 0 {
 		return fmt.Errorf("%d events failed and %d were rejected", sum.Failed, sum.Rejected)
@@ -186,7 +189,7 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 		reqs = append(reqs, request{body: buf.Bytes(), ids: ids})
 	}
 
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: o.timeout}
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -208,11 +211,12 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 			defer wg.Done()
 			for i := range work {
 				r := reqs[i]
-				code, lat, retries, non2xx := sendWithRetry(ctx, client, o, r.body)
+				code, lat, retries, non2xx, timeouts := sendWithRetry(ctx, client, o, r.body)
 				mu.Lock()
 				latencies = append(latencies, lat...)
 				sum.Retries += retries
 				sum.Non2xx += non2xx
+				sum.Timeouts += timeouts
 				switch {
 				case code == http.StatusAccepted:
 					sum.Accepted += len(r.ids)
@@ -296,12 +300,12 @@ feed:
 // sendWithRetry posts body until it is answered with something other than
 // 429, 503 or a transport error, or attempts run out. It returns the last
 // status (0 for a transport error) and every attempt's latency.
-func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte) (code int, lats []time.Duration, retries, non2xx int) {
+func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte) (code int, lats []time.Duration, retries, non2xx, timeouts int) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 		if err != nil {
-			return 0, lats, retries, non2xx
+			return 0, lats, retries, non2xx, timeouts
 		}
 		req.Header.Set("Content-Type", "application/cloudevents-batch+json")
 		req.Header.Set("Authorization", "Bearer "+o.key)
@@ -309,6 +313,10 @@ func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, b
 		resp, err := client.Do(req)
 		lats = append(lats, time.Since(t0))
 		code = 0
+		var netErr interface{ Timeout() bool }
+		if err != nil && errors.As(err, &netErr) && netErr.Timeout() {
+			timeouts++
+		}
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -317,19 +325,19 @@ func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, b
 				non2xx++
 			}
 			if code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
-				return code, lats, retries, non2xx
+				return code, lats, retries, non2xx, timeouts
 			}
 			if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
 				backoff = max(backoff, time.Duration(s)*time.Second)
 			}
 		}
 		if attempt >= o.retries || ctx.Err() != nil {
-			return code, lats, retries, non2xx
+			return code, lats, retries, non2xx, timeouts
 		}
 		retries++
 		select {
 		case <-ctx.Done():
-			return code, lats, retries, non2xx
+			return code, lats, retries, non2xx, timeouts
 		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -85,9 +85,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// flagErrHelp is flag.ErrHelp, for commands that parse flags themselves.
-var flagErrHelp = flag.ErrHelp
-
 // errUsage marks a bad command line.
 var errUsage = errors.New("usage")
 
@@ -106,6 +103,26 @@ func newFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) 
 	}
 	cfg := fs.String("config", def, "configuration file (env SLUICE_CONFIG)")
 	return fs, cfg
+}
+
+// parseInterspersed parses flags wherever they stand among the positional
+// arguments (`ctl status b --json` as well as `ctl status --json b`) and
+// returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {

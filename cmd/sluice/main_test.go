@@ -33,6 +33,9 @@ func TestCommandLine(t *testing.T) {
 		{"loadgen refuses a silly duplicate share", []string{"loadgen", "--duplicates", "2", "--url", "http://x", "--key", "k"}, 2, "--duplicates"},
 		{"a stray argument is refused", []string{"ingest", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{"version prints", []string{"version"}, 0, "sluice"},
+		{"ctl without a command is a usage error", []string{"ctl"}, 2, "ctl needs a command"},
+		{"ctl status of an unknown target lists the known", []string{"ctl", "status", "zz", "--config", cfg}, 2, `unknown target "zz"`},
+		{"ctl takes flags after targets", []string{"ctl", "status", "zz", "--json", "--config", cfg}, 2, `unknown target "zz"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

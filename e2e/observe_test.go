@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// observation is what the observer saw during a fault, sampled every 200ms.
+type observation struct {
+	MaxLagA              float64 `json:"max_lag_seconds_a"`
+	MaxLagB              float64 `json:"max_lag_seconds_b"`
+	BreakerOpenedB       bool    `json:"breaker_opened_b"`
+	MaxSessionsB         int     `json:"max_sluice_sessions_b"`
+	IdlePastTimeoutB     int     `json:"idle_in_transaction_past_timeout_b"`
+	RetryableFailuresB   float64 `json:"retryable_failures_b"`
+	SamplesWithBDatabase int     `json:"samples_with_b_database"`
+}
+
+// observer samples both appliers' metrics and B's pg_stat_activity until
+// stopped. It tolerates B being down (that is what some faults do).
+type observer struct {
+	p      *pipeline
+	a, b   *applier
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	obs    observation
+	// idleTimeout is the applier's idle_in_transaction_session_timeout.
+	idleTimeout time.Duration
+}
+
+func (p *pipeline) observe(a, b *applier) *observer {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &observer{p: p, a: a, b: b, cancel: cancel, done: make(chan struct{}), idleTimeout: 5 * time.Second}
+	go o.run(ctx)
+	p.t.Cleanup(o.stop)
+	return o
+}
+
+// admin is a connection to B's cluster (not the test database) for
+// pg_stat_activity; reconnects after B comes back.
+func (o *observer) run(ctx context.Context) {
+	defer close(o.done)
+	var admin *pgx.Conn
+	defer func() {
+		if admin != nil {
+			admin.Close(context.Background())
+		}
+	}()
+	appB := "sluice-apply-" + o.p.targets["b"]
+	dbB := "sluice_test_" + o.p.id
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lagA := scrapeOr(o.a, fmt.Sprintf(`sluice_consumer_lag_seconds{target=%q}`, o.p.targets["a"]))
+		lagB := scrapeOr(o.b, fmt.Sprintf(`sluice_consumer_lag_seconds{target=%q}`, o.p.targets["b"]))
+		breaker := scrapeOr(o.b, fmt.Sprintf(`sluice_breaker_state{target=%q}`, o.p.targets["b"]))
+		failures := scrapeOr(o.b, fmt.Sprintf(`sluice_apply_failures_total{class="retryable",target=%q}`, o.p.targets["b"]))
+
+		sessions, idle := -1, 0
+		if admin == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			admin, _ = pgx.Connect(cctx, o.p.svc.pgB)
+			cancel()
+		}
+		if admin != nil {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := admin.QueryRow(qctx, `SELECT count(*),
+				count(*) FILTER (WHERE state = 'idle in transaction' AND now() - state_change > make_interval(secs => $3))
+				FROM pg_stat_activity WHERE application_name = $1 AND datname = $2`,
+				appB, dbB, o.idleTimeout.Seconds()).Scan(&sessions, &idle)
+			cancel()
+			if err != nil {
+				admin.Close(context.Background())
+				admin, sessions = nil, -1
+			}
+		}
+		o.mu.Lock()
+		o.obs.MaxLagA = max(o.obs.MaxLagA, lagA)
+		o.obs.MaxLagB = max(o.obs.MaxLagB, lagB)
+		o.obs.BreakerOpenedB = o.obs.BreakerOpenedB || breaker == 2
+		o.obs.RetryableFailuresB = max(o.obs.RetryableFailuresB, failures)
+		if sessions >= 0 {
+			o.obs.SamplesWithBDatabase++
+			o.obs.MaxSessionsB = max(o.obs.MaxSessionsB, sessions)
+			o.obs.IdlePastTimeoutB += idle
+		}
+		o.mu.Unlock()
+	}
+}
+
+func (o *observer) stop() {
+	o.cancel()
+	<-o.done
+}
+
+func (o *observer) snapshot() observation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.obs
+}
+
+// scrapeOr reads a metric, or -1 when the process does not answer.
+func scrapeOr(ap *applier, series string) float64 {
+	if ap == nil || !ap.running() {
+		return -1
+	}
+	v, err := scrape(ap.addr, series)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// waitMetricBelow waits until a metric of ap is below limit and returns how
+// long that took.
+func waitMetricBelow(t *testing.T, ap *applier, series string, limit float64, timeout time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for time.Since(began) < timeout {
+		if v, err := scrape(ap.addr, series); err == nil && v < limit {
+			return time.Since(began)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s stayed at or above %v for %v", series, limit, timeout)
+	return 0
+}
