@@ -22,7 +22,7 @@ import (
 
 type loadgenOptions struct {
 	url, key, source, acceptedOut string
-	summaryOut                    string
+	summaryOut, timelineOut       string
 	events, batch, concurrency    int
 	retries                       int
 	timeout                       time.Duration
@@ -67,6 +67,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.acceptedOut, "accepted-out", "", "write the id of every event that got 202, one per line, to this file")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.summaryOut, "summary-out", "", "also write the summary as JSON to this file")
+	fs.StringVar(&o.timelineOut, "timeline-out", "", "write, per second of the run, the answers by outcome (CSV: second,accepted,non_2xx,timeouts,errors)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -98,9 +99,14 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		_, _ = cryptorand.Read(b[:])
 		o.source = "loadgen/" + hex.EncodeToString(b[:])
 	}
-	sum, accepted, err := loadgen(ctx, o, stderr)
+	sum, accepted, timeline, err := loadgen(ctx, o, stderr)
 	if err != nil {
 		return err
+	}
+	if o.timelineOut != "" {
+		if err := writeLines(o.timelineOut, timeline.csv()); err != nil {
+			return err
+		}
 	}
 	if o.acceptedOut != "" {
 		if err := writeLines(o.acceptedOut, accepted); err != nil {
@@ -165,7 +171,34 @@ func plan(n int, dupShare float64) []plannedEvent {
 	return out
 }
 
-func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSummary, []string, error) {
+// timeline counts answers per second of the run, by outcome.
+type timeline struct {
+	mu      sync.Mutex
+	start   time.Time
+	buckets [][4]int // accepted, non-2xx, timeouts, other errors
+}
+
+func (t *timeline) add(at time.Time, outcome int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sec := int(at.Sub(t.start) / time.Second)
+	for len(t.buckets) <= sec {
+		t.buckets = append(t.buckets, [4]int{})
+	}
+	t.buckets[sec][outcome]++
+}
+
+func (t *timeline) csv() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := []string{"second,accepted,non_2xx,timeouts,errors"}
+	for i, b := range t.buckets {
+		lines = append(lines, fmt.Sprintf("%d,%d,%d,%d,%d", i, b[0], b[1], b[2], b[3]))
+	}
+	return lines
+}
+
+func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSummary, []string, *timeline, error) {
 	events := plan(o.events, o.duplicates)
 	type request struct {
 		body []byte
@@ -203,6 +236,7 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 		}
 	}
 	start := time.Now()
+	tl := &timeline{start: start}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range o.concurrency {
@@ -211,7 +245,7 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 			defer wg.Done()
 			for i := range work {
 				r := reqs[i]
-				code, lat, retries, non2xx, timeouts := sendWithRetry(ctx, client, o, r.body)
+				code, lat, retries, non2xx, timeouts := sendWithRetry(ctx, client, o, r.body, tl)
 				mu.Lock()
 				latencies = append(latencies, lat...)
 				sum.Retries += retries
@@ -292,15 +326,15 @@ feed:
 		ids = append(ids, strconv.Itoa(id))
 	}
 	if ctx.Err() != nil {
-		return sum, ids, errors.New("interrupted")
+		return sum, ids, tl, errors.New("interrupted")
 	}
-	return sum, ids, nil
+	return sum, ids, tl, nil
 }
 
 // sendWithRetry posts body until it is answered with something other than
 // 429, 503 or a transport error, or attempts run out. It returns the last
 // status (0 for a transport error) and every attempt's latency.
-func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte) (code int, lats []time.Duration, retries, non2xx, timeouts int) {
+func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte, tl *timeline) (code int, lats []time.Duration, retries, non2xx, timeouts int) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
@@ -314,8 +348,16 @@ func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, b
 		lats = append(lats, time.Since(t0))
 		code = 0
 		var netErr interface{ Timeout() bool }
-		if err != nil && errors.As(err, &netErr) && netErr.Timeout() {
+		switch {
+		case err != nil && errors.As(err, &netErr) && netErr.Timeout():
 			timeouts++
+			tl.add(time.Now(), 2)
+		case err != nil:
+			tl.add(time.Now(), 3)
+		case resp.StatusCode/100 == 2:
+			tl.add(time.Now(), 0)
+		default:
+			tl.add(time.Now(), 1)
 		}
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
