@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,8 @@ type Applier struct {
 
 	breaker    *breaker
 	partitions partitionSet
+	ctrl       *controlView
+	createdAt  time.Time // when the target was first migrated
 }
 
 // New validates cfg, fills its defaults and returns an Applier. It opens no
@@ -47,6 +50,7 @@ func New(cfg Config) (*Applier, error) {
 		dlq:  newDLQWriter(cfg),
 		m:    newMetrics(cfg.Registerer, cfg.Target),
 		log:  cfg.Logger.With("target", cfg.Target),
+		ctrl: newControlView(),
 	}
 	a.breaker = newBreaker(breakerConfig{
 		name: cfg.Target, tripAfter: cfg.TripAfter,
@@ -72,6 +76,93 @@ func (a *Applier) breakerChanged(from, to BreakerState) {
 	}
 }
 
+// followControl tails the control topic for this target's desired state,
+// closing read once it has read the topic to the end at start.
+func (a *Applier) followControl(ctx context.Context, read chan<- struct{}) {
+	announced := false
+	announce := func() {
+		if !announced {
+			announced = true
+			close(read)
+		}
+	}
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := a.tailControl(ctx, announce)
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("reading the control topic failed; retrying", "topic", a.cfg.ControlTopic, "err", err)
+		sleep(ctx, a.backoff(attempt))
+	}
+}
+
+func (a *Applier) tailControl(ctx context.Context, caughtUp func()) error {
+	c := NewControl(a.cfg.Brokers, a.cfg.ControlTopic)
+	defer c.Close()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := c.client.ListOffsets(lctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{a.cfg.ControlTopic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
+	cancel()
+	if err != nil {
+		return err
+	}
+	parts := resp.Topics[a.cfg.ControlTopic]
+	if len(parts) != 1 || parts[0].Error != nil {
+		return fmt.Errorf("list offsets of %s: %v", a.cfg.ControlTopic, parts)
+	}
+	start, end := parts[0].FirstOffset, parts[0].LastOffset
+	if end <= start {
+		caughtUp()
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: a.cfg.Brokers, Topic: a.cfg.ControlTopic, Partition: 0,
+		MaxWait: 200 * time.Millisecond, // how fast a replica obeys an operator
+		Logger:  kafkaLogger(a.log, slog.LevelDebug), ErrorLogger: kafkaLogger(a.log, slog.LevelWarn),
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		return err
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return err
+		}
+		if string(m.Key) == a.cfg.Target && m.Value != nil {
+			var s DesiredState
+			if err := json.Unmarshal(m.Value, &s); err != nil {
+				a.log.Error("unreadable desired state in the control topic; ignoring it", "offset", m.Offset, "err", err)
+			} else {
+				a.obey(s)
+			}
+		}
+		if m.Offset >= end-1 {
+			caughtUp()
+		}
+	}
+}
+
+// obey makes s the desired state every worker follows.
+func (a *Applier) obey(s DesiredState) {
+	prev, _ := a.ctrl.get()
+	a.ctrl.set(s)
+	if s.Paused {
+		a.m.paused.Set(1)
+	} else {
+		a.m.paused.Set(0)
+	}
+	if s.Paused && !prev.Paused {
+		a.log.Warn("paused by operator", "by", s.By)
+		go a.pool.Reset() // a paused applier holds no session
+	}
+	if !s.Paused && prev.Paused {
+		a.log.Info("resumed by operator", "by", s.By)
+	}
+	if s.Rewind != nil && (prev.Rewind == nil || prev.Rewind.ID != s.Rewind.ID) {
+		a.log.Warn("rewind requested by operator", "rewind", s.Rewind.ID, "by", s.By, "offsets", s.Rewind.Offsets)
+	}
+}
+
 // BreakerState reports the target's breaker state.
 func (a *Applier) BreakerState() BreakerState { return a.breaker.State() }
 
@@ -88,6 +179,18 @@ func (a *Applier) Run(ctx context.Context) error {
 	defer a.dlq.Close()
 	if err := a.waitForSchema(ctx); err != nil {
 		return err
+	}
+	// The desired state comes first: a restarted replica must know it is
+	// paused (or rewinding) before it fetches anything.
+	controlRead := make(chan struct{})
+	controlCtx, stopControl := context.WithCancel(context.WithoutCancel(ctx))
+	controlDone := make(chan struct{})
+	go func() { defer close(controlDone); a.followControl(controlCtx, controlRead) }()
+	defer func() { stopControl(); <-controlDone }() // after the workers are gone
+	select {
+	case <-controlRead:
+	case <-ctx.Done():
+		return nil
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                GroupID(a.cfg.Target),
@@ -140,6 +243,9 @@ func (a *Applier) waitForSchema(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 		v, err := schema.CurrentVersion(qctx, a.pool)
+		if err == nil && v > 0 {
+			err = a.pool.QueryRow(qctx, `SELECT min(applied_at) FROM sluice_schema_migrations`).Scan(&a.createdAt)
+		}
 		cancel()
 		if err == nil {
 			if v != a.cfg.SchemaVersion {
@@ -180,7 +286,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []record, prog *progress) 
 	if len(recs) == 0 {
 		return nil
 	}
-	inserted, err := applyTx(ctx, a.pool, a.cfg.Topic, recs)
+	inserted, err := applyTx(ctx, a.pool, recs, cursorAfter(a.cfg.Topic, recs[len(recs)-1].msg))
 	if err == nil {
 		a.m.applied.Add(float64(inserted))
 		a.m.duplicate.Add(float64(int64(len(recs)) - inserted))

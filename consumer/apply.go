@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,14 @@ const upsertOffset = `INSERT INTO sluice_offsets (topic, partition, next_offset,
 VALUES ($1, $2, $3, now())
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at`
 
+// rewindOffset moves a partition to an operator's offset and records the
+// rewind's id in the same statement: a partition applies a rewind once.
+const rewindOffset = `INSERT INTO sluice_offsets (topic, partition, next_offset, rewind_id, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
+	rewind_id = EXCLUDED.rewind_id, updated_at = EXCLUDED.updated_at
+WHERE sluice_offsets.rewind_id IS DISTINCT FROM EXCLUDED.rewind_id`
+
 func nullable[T comparable](v T) any {
 	var zero T
 	if v == zero {
@@ -81,10 +90,20 @@ func stagingRow(r *record) ([]any, error) {
 	}, nil
 }
 
-// applyTx writes recs and the partition's next offset in one transaction and
-// returns how many rows were new. recs must all be decodable and in offset
-// order.
-func applyTx(ctx context.Context, pool *pgxpool.Pool, topic string, recs []record) (int64, error) {
+// cursor is the offsets row a transaction moves forward.
+type cursor struct {
+	topic     string
+	partition int
+	next      int64
+}
+
+func cursorAfter(topic string, last kafka.Message) cursor {
+	return cursor{topic: topic, partition: last.Partition, next: last.Offset + 1}
+}
+
+// applyTx writes recs and moves cur in one transaction, and returns how many
+// rows were new. recs must all be decodable.
+func applyTx(ctx context.Context, pool *pgxpool.Pool, recs []record, cur cursor) (int64, error) {
 	rows := make([][]any, len(recs))
 	for i := range recs {
 		row, err := stagingRow(&recs[i])
@@ -93,7 +112,6 @@ func applyTx(ctx context.Context, pool *pgxpool.Pool, topic string, recs []recor
 		}
 		rows[i] = row
 	}
-	last := recs[len(recs)-1].msg
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_staging"}, stagingColumns, pgx.CopyFromRows(rows)); err != nil {
@@ -104,7 +122,7 @@ func applyTx(ctx context.Context, pool *pgxpool.Pool, topic string, recs []recor
 			inserted = ct.RowsAffected()
 			return nil
 		})
-		b.Queue(upsertOffset, topic, int32(last.Partition), last.Offset+1)
+		b.Queue(upsertOffset, cur.topic, int32(cur.partition), cur.next)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("insert batch: %w", err)
 		}
@@ -120,13 +138,35 @@ func advanceOffset(ctx context.Context, pool *pgxpool.Pool, topic string, partit
 	return err
 }
 
-// loadOffset returns the next offset to apply for a partition, as recorded by
-// the last committed batch, and false when the target has never applied it.
-func loadOffset(ctx context.Context, pool *pgxpool.Pool, topic string, partition int) (int64, bool, error) {
-	var next int64
-	err := pool.QueryRow(ctx, `SELECT next_offset FROM sluice_offsets WHERE topic = $1 AND partition = $2`, topic, int32(partition)).Scan(&next)
-	if err == pgx.ErrNoRows {
-		return 0, false, nil
+// appliedOffset is a partition's offsets row.
+type appliedOffset struct {
+	next     int64
+	rewindID string // the last rewind applied to the partition
+	found    bool   // false when the target never applied the partition
+}
+
+// loadOffset reads a partition's offsets row.
+func loadOffset(ctx context.Context, pool *pgxpool.Pool, topic string, partition int) (appliedOffset, error) {
+	var o appliedOffset
+	var rewind *string
+	err := pool.QueryRow(ctx, `SELECT next_offset, rewind_id FROM sluice_offsets WHERE topic = $1 AND partition = $2`,
+		topic, int32(partition)).Scan(&o.next, &rewind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, nil
 	}
-	return next, err == nil, err
+	if err != nil {
+		return o, err
+	}
+	o.found = true
+	if rewind != nil {
+		o.rewindID = *rewind
+	}
+	return o, nil
+}
+
+// applyRewind moves a partition to offset for rewind id, unless that rewind
+// was already applied to it; it reports whether it moved it.
+func applyRewind(ctx context.Context, pool *pgxpool.Pool, topic string, partition int, offset int64, id string) (bool, error) {
+	ct, err := pool.Exec(ctx, rewindOffset, topic, int32(partition), offset, id)
+	return ct.RowsAffected() == 1, err
 }

@@ -19,6 +19,8 @@ type Config struct {
 	Brokers []string
 	// Topic is the events topic. Default "sluice.events".
 	Topic string
+	// ControlTopic carries operators' desired state. Default "sluice.control".
+	ControlTopic string
 	// DLQTopic receives records this target can never apply.
 	// Default "sluice.dlq.<Target>".
 	DLQTopic string
@@ -116,6 +118,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Topic == "" {
 		c.Topic = "sluice.events"
+	}
+	if c.ControlTopic == "" {
+		c.ControlTopic = ControlTopic
 	}
 	if c.DLQTopic == "" {
 		c.DLQTopic = "sluice.dlq." + c.Target

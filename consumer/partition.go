@@ -18,6 +18,8 @@ type partitionWorker struct {
 	st     *partitionState
 	reader *kafka.Reader
 	pos    int64 // offset of the next record to take from Kafka
+	// rewound is the id of the last rewind applied to this partition.
+	rewound string
 }
 
 // runPartition is one partition's worker for one generation. It must not
@@ -35,16 +37,97 @@ func (a *Applier) runPartition(gctx context.Context, gen *kafka.Generation, p ka
 	w.st = a.partitions.add(p.ID, start)
 	defer a.partitions.remove(p.ID)
 	defer w.dropReader()
-	w.log.Info("partition worker started", "offset", start)
+	w.log.Info("partition worker started", "offset", start, "last_rewind", w.rewound)
 	for ctx.Err() == nil {
+		desired, changed := a.ctrl.get()
+		if desired.Paused { // no reader, no batch, no session until resumed
+			w.dropReader()
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			}
+			continue
+		}
+		if rw := desired.Rewind; rw != nil && rw.ID != w.rewound {
+			w.rewind(ctx, rw)
+			continue
+		}
 		// While the breaker is open: no fetching, no reader, no session.
 		if !a.breaker.wait(ctx, w.dropReader) {
 			break
 		}
-		batch := w.collect(ctx)
-		if len(batch) > 0 {
-			w.applyWithRetry(ctx, batch)
+		// A change of the desired state interrupts fetching and retrying.
+		bctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-bctx.Done():
+			}
+		}()
+		batch := w.collect(bctx)
+		if len(batch) > 0 && !w.applyWithRetry(bctx, batch) {
+			// Abandoned (paused, rewound, stopping): forget what was
+			// fetched past the last commit; it is fetched again later.
+			w.pos = w.st.next.Load()
+			w.dropReader()
 		}
+		cancel()
+	}
+}
+
+// rewind moves the partition to the rewind's offset, once per rewind id:
+// the id is recorded with the offset in one statement, so a replica that
+// restarts (or takes the partition over) mid-rewind never applies it twice.
+func (w *partitionWorker) rewind(ctx context.Context, rw *Rewind) {
+	a := w.a
+	offset, ok := rw.Offsets[w.id]
+	if !ok {
+		w.log.Error("rewind names no offset for this partition; ignoring it", "rewind", rw.ID)
+		w.rewound = rw.ID
+		return
+	}
+	for attempt := 0; ctx.Err() == nil; {
+		if !a.breaker.wait(ctx, w.dropReader) {
+			return
+		}
+		var moved bool
+		err := a.breaker.do(func() error {
+			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+			defer cancel()
+			var err error
+			moved, err = applyRewind(qctx, a.pool, a.cfg.Topic, w.id, offset, rw.ID)
+			if err == nil && !moved { // applied before: resume from where the target is
+				var o appliedOffset
+				if o, err = loadOffset(qctx, a.pool, a.cfg.Topic, w.id); err == nil {
+					offset = o.next
+				}
+			}
+			return err
+		})
+		if errors.Is(err, errBreakerBusy) {
+			a.breaker.waitForChange(ctx, time.Second)
+			continue
+		}
+		if err != nil {
+			w.log.Warn("rewind not recorded yet; retrying", "rewind", rw.ID, "err", err, "attempt", attempt)
+			if !sleep(ctx, a.backoff(attempt)) {
+				return
+			}
+			attempt++
+			continue
+		}
+		w.dropReader()
+		w.pos = offset
+		w.st.next.Store(offset)
+		w.rewound = rw.ID
+		if err := w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: offset}}); err != nil {
+			w.log.Debug("group offset not committed after rewind (the target has it)", "err", err)
+		}
+		if moved {
+			w.log.Info("partition rewound", "rewind", rw.ID, "offset", offset)
+		}
+		return
 	}
 }
 
@@ -59,19 +142,25 @@ func (w *partitionWorker) startOffset(ctx context.Context, p kafka.PartitionAssi
 		if !a.breaker.wait(ctx, nil) {
 			return 0, false
 		}
-		var next int64
-		var found bool
+		var o appliedOffset
 		err := a.breaker.do(func() error {
 			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 			defer cancel()
 			var err error
-			next, found, err = loadOffset(qctx, a.pool, a.cfg.Topic, p.ID)
+			o, err = loadOffset(qctx, a.pool, a.cfg.Topic, p.ID)
 			return err
 		})
 		switch {
-		case err == nil && found:
-			return next, true
+		case err == nil && o.found:
+			w.rewound = o.rewindID
+			return o.next, true
 		case err == nil:
+			// A target that never applied this partition starts at the
+			// group's offset; a rewind issued before the target existed is
+			// not for it.
+			if desired, _ := a.ctrl.get(); desired.Rewind != nil && desired.Rewind.RequestedAt.Before(a.createdAt) {
+				w.rewound = desired.Rewind.ID
+			}
 			return p.Offset, true
 		case errors.Is(err, errBreakerBusy):
 			a.breaker.waitForChange(ctx, time.Second)
@@ -168,9 +257,10 @@ func (w *partitionWorker) take(m kafka.Message) {
 }
 
 // applyWithRetry applies msgs, retrying retryable failures with backoff
-// until it succeeds or the worker is told to stop. Nothing new is fetched
+// until it succeeds (true) or ctx ends (false: paused, rewound or stopping;
+// a transaction under way is finished first). Nothing new is fetched
 // meanwhile: a sick target turns into lag, held in Kafka.
-func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Message) {
+func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Message) bool {
 	a := w.a
 	recs := make([]record, len(msgs))
 	for i, m := range msgs {
@@ -178,8 +268,8 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 	}
 	for attempt := 0; ; {
 		if !a.breaker.wait(ctx, w.dropReader) {
-			w.log.Info("stopping with a batch not applied; it will be replayed", "offset", recs[0].msg.Offset)
-			return
+			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].msg.Offset)
+			return false
 		}
 		// The transaction does not take ctx's cancellation: a batch under way
 		// when we are told to stop is finished, within ApplyTimeout.
@@ -195,12 +285,12 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		if err == nil {
 			a.m.batchDuration.Observe(a.cfg.now().Sub(began).Seconds())
 			w.afterCommit(msgs[len(msgs)-1])
-			return
+			return true
 		}
 		if errors.Is(err, errBreakerBusy) { // not an attempt: wait for the probe or the open period
 			a.breaker.waitForChange(ctx, time.Second)
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			continue
 		}
@@ -208,12 +298,9 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		a.m.failed(Classify(err))
 		w.log.Warn("apply failed; batch kept for retry", "offset", recs[0].msg.Offset, "records", len(recs),
 			"class", Classify(err).String(), "attempt", attempt, "breaker", a.breaker.State().String(), "err", err)
-		if ctx.Err() != nil {
-			w.log.Info("stopping with a batch not applied; it will be replayed", "offset", recs[0].msg.Offset)
-			return
-		}
-		if !sleep(ctx, a.backoff(attempt)) {
-			return
+		if ctx.Err() != nil || !sleep(ctx, a.backoff(attempt)) {
+			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].msg.Offset)
+			return false
 		}
 		attempt++
 	}

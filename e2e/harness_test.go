@@ -138,8 +138,8 @@ apply:
   retry_max: 2s
 %s
 targets:
-  - {name: %s, dsn: %q, schema_version: 1, listen: %q}
-  - {name: %s, dsn: %q, schema_version: 1, listen: %q}
+  - {name: %s, dsn: %q, schema_version: 2, listen: %q}
+  - {name: %s, dsn: %q, schema_version: 2, listen: %q}
 log: {level: info}
 `, svc.kafka, p.topic, opts.partitions, p.key, opts.extraApply,
 		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])

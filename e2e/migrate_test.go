@@ -50,7 +50,7 @@ func TestMigrationFailsFastBehindALock(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = exec.Command(sluiceBin, "migrate", "--config", cfg, "--target", "a").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "now at schema version 1") {
+	if err != nil || !strings.Contains(string(out), "now at schema version 2") {
 		t.Fatalf("migrate after the lock was released: %v\n%s", err, out)
 	}
 }

@@ -89,8 +89,7 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	applierDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(applierDone)
-		specs := []topicSpec{eventsTopic(cfg), {name: "sluice.dlq." + t.Name, partitions: 1,
-			config: map[string]string{"retention.ms": "-1"}}}
+		specs := []topicSpec{eventsTopic(cfg), controlTopic(), dlqTopic(t.Name)}
 		if err := ensureTopicsRetrying(gctx, log, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, specs); err != nil {
 			return nil // stopped before Kafka came up
 		}

@@ -20,8 +20,17 @@ import (
 const ctlUsage = `Usage: sluice ctl <command> [flags]
 
 Commands:
-  status [TARGET…]   per target: applier, breaker, lag (messages and seconds, per
-                     partition), apply rate, and the database sessions blocking it
+  status [TARGET…]   per target: state, applier, breaker, lag (messages and seconds,
+                     per partition), apply rate, and the database sessions blocking it
+  pause TARGET       every replica stops fetching within a second (no transaction held)
+  resume TARGET      undo pause
+  rewind TARGET --to TIME | --to-offset earliest|N
+                     every replica seeks every partition there and replays (idempotent)
+  dlq list TARGET    the target's dead-lettered events still pending (--all: every one)
+  dlq replay TARGET  apply them again once their cause is fixed
+  verify A B [--from TIME] [--to TIME] [--bucket D]
+                     compare two targets: counts and checksums of (source, id) per
+                     time bucket; exit 1 naming the first bucket that differs
 
 Run 'sluice ctl <command> --help' for its flags.
 `
@@ -34,6 +43,16 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch args[0] {
 	case "status":
 		return runCtlStatus(ctx, args[1:], stdout, stderr)
+	case "pause":
+		return runCtlPause(ctx, args[1:], stdout, stderr, true)
+	case "resume":
+		return runCtlPause(ctx, args[1:], stdout, stderr, false)
+	case "rewind":
+		return runCtlRewind(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runCtlVerify(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return runCtlDLQ(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, ctlUsage)
 		return nil
@@ -47,8 +66,11 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // itself (its /metrics).
 type targetView struct {
 	consumer.TargetStatus
-	Applier string `json:"applier"` // running, unreachable, unknown
+	State   string `json:"state"`   // running or paused: the desired state
+	Applier string `json:"applier"` // up, unreachable, unknown: what its metrics say
 	Breaker string `json:"breaker"` // closed, half-open, open, unknown
+	// Rewind is the last rewind issued for the target, if any.
+	Rewind *consumer.Rewind `json:"rewind,omitempty"`
 }
 
 func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +95,14 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			targets = append(targets, t)
 		}
 	}
+	ctl := consumer.NewControl(cfg.Kafka.Brokers, "")
+	defer ctl.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	desired, err := ctl.Current(cctx)
+	cancel()
+	if err != nil {
+		desired = nil // no control topic yet: nobody paused anything
+	}
 	views := make([]targetView, 0, len(targets))
 	for _, t := range targets {
 		ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -83,7 +113,13 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
-		v := targetView{TargetStatus: st, Applier: "unknown", Breaker: "unknown"}
+		v := targetView{TargetStatus: st, State: "running", Applier: "unknown", Breaker: "unknown"}
+		if d, ok := desired[t.Name]; ok {
+			if d.Paused {
+				v.State = "paused"
+			}
+			v.Rewind = d.Rewind
+		}
 		if t.Listen != "" {
 			v.Applier, v.Breaker = scrapeApplier(ctx, t)
 		}
@@ -120,17 +156,17 @@ func scrapeApplier(ctx context.Context, t targetConfig) (applier, breaker string
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
 			n, _ := strconv.ParseFloat(v, 64)
-			return "running", consumer.BreakerState(int(n)).String()
+			return "up", consumer.BreakerState(int(n)).String()
 		}
 	}
-	return "running", "unknown"
+	return "up", "unknown"
 }
 
 func printStatus(w io.Writer, views []targetView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
+	fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.0f\n", v.Target, v.Applier, v.Breaker, v.LagMessages, v.LagSeconds, v.ApplyRate)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker, v.LagMessages, v.LagSeconds, v.ApplyRate)
 	}
 	tw.Flush()
 	for _, v := range views {

@@ -61,7 +61,7 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	topicsDone := make(chan struct{})
 	go func() {
 		defer close(topicsDone)
-		if ensureTopicsRetrying(ctx, log, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, []topicSpec{eventsTopic(cfg)}) == nil {
+		if ensureTopicsRetrying(ctx, log, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, []topicSpec{eventsTopic(cfg), controlTopic()}) == nil {
 			topicsReady.Store(true)
 			log.Info("kafka topic ready", "topic", cfg.Kafka.Topic)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/consumer"
 )
 
 type topicSpec struct {
@@ -89,6 +91,18 @@ func eventsTopic(c *config) topicSpec {
 			"compression.type": "producer",
 		},
 	}
+}
+
+// controlTopic is compacted: the latest desired state per target is all
+// that matters, and it must never expire.
+func controlTopic() topicSpec {
+	return topicSpec{name: consumer.ControlTopic, partitions: 1, config: map[string]string{
+		"cleanup.policy": "compact", "retention.ms": "-1", "min.cleanable.dirty.ratio": "0.1",
+	}}
+}
+
+func dlqTopic(target string) topicSpec {
+	return topicSpec{name: "sluice.dlq." + target, partitions: 1, config: map[string]string{"retention.ms": "-1"}}
 }
 
 // ensureTopicsRetrying keeps trying until it succeeds or ctx ends: a broker
