@@ -166,6 +166,13 @@ func (c *Control) ResolveRewind(ctx context.Context, eventsTopic string, req Rew
 	if (req.ToTime == nil) == (req.ToOffset == "") {
 		return nil, fmt.Errorf("%w: give exactly one of a time or an offset", ErrBadRewind)
 	}
+	var n int64
+	if req.ToOffset != "" && req.ToOffset != "earliest" {
+		var err error
+		if n, err = strconv.ParseInt(req.ToOffset, 10, 64); err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: offset %q is neither \"earliest\" nor a non-negative number", ErrBadRewind, req.ToOffset)
+		}
+	}
 	starts, ends, err := logBounds(ctx, c.client, eventsTopic)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -183,10 +190,6 @@ func (c *Control) ResolveRewind(ctx context.Context, eventsTopic string, req Rew
 			rw.Offsets[p] = starts[p]
 		}
 	case req.ToOffset != "":
-		n, err := strconv.ParseInt(req.ToOffset, 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%w: offset %q is neither \"earliest\" nor a non-negative number", ErrBadRewind, req.ToOffset)
-		}
 		for _, p := range parts {
 			if n < starts[p] {
 				return nil, fmt.Errorf("%w: partition %d starts at offset %d now; %d is gone", ErrBeforeRetention, p, starts[p], n)
@@ -206,24 +209,58 @@ func (c *Control) ResolveRewind(ctx context.Context, eventsTopic string, req Rew
 			if po.Error != nil {
 				return nil, fmt.Errorf("kafka: partition %d: %w", po.Partition, po.Error)
 			}
-			off := ends[po.Partition] // nothing at or after the time: the end
+			off := ends[po.Partition]   // nothing at or after the time: the end
 			for o := range po.Offsets { // offset → timestamp; -1 when no record is that late
 				if o >= 0 {
 					off = min(off, o)
 				}
 			}
 			if starts[po.Partition] > 0 && off == starts[po.Partition] {
-				// The first record still held may be later than asked: then
-				// the ones between were deleted by retention.
-				if ts, err := recordTime(ctx, c.client, eventsTopic, po.Partition, off); err == nil && ts.After(*req.ToTime) {
-					return nil, fmt.Errorf("%w: partition %d now starts at %s, after %s; the records between are gone",
-						ErrBeforeRetention, po.Partition, ts.UTC().Format(time.RFC3339), req.ToTime.UTC().Format(time.RFC3339))
+				if err := c.checkRetention(ctx, eventsTopic, po.Partition, off, ends[po.Partition], *req.ToTime); err != nil {
+					return nil, err
 				}
 			}
 			rw.Offsets[po.Partition] = off
 		}
 	}
 	return rw, nil
+}
+
+// checkRetention is asked about a partition that retention has trimmed and
+// whose first record still held is where a rewind to t would start. Time
+// retention deletes only records older than now − retention.ms, so: if a
+// record is still held, refuse when it is later than t (records between may
+// be gone); if retention emptied the partition, refuse when t is older than
+// the retention horizon.
+func (c *Control) checkRetention(ctx context.Context, topic string, partition int, start, end int64, t time.Time) error {
+	if start < end {
+		ts, err := recordTime(ctx, c.client, topic, partition, start)
+		if err != nil { // unverifiable is not a pass: say so
+			return fmt.Errorf("cannot check the retention of partition %d: %w", partition, err)
+		}
+		if ts.After(t) {
+			return fmt.Errorf("%w: partition %d now starts at %s, after %s; the records between are gone",
+				ErrBeforeRetention, partition, ts.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	resp, err := c.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+	if err != nil {
+		return fmt.Errorf("cannot check the retention of %s: %w", topic, err)
+	}
+	for _, r := range resp.Resources {
+		for _, e := range r.ConfigEntries {
+			ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
+			if e.ConfigName == "retention.ms" && err == nil && ms >= 0 {
+				if horizon := time.Now().Add(-time.Duration(ms) * time.Millisecond); t.Before(horizon) {
+					return fmt.Errorf("%w: retention (%v) emptied partition %d; records before %s are gone",
+						ErrBeforeRetention, time.Duration(ms)*time.Millisecond, partition, horizon.UTC().Format(time.RFC3339))
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // IssueRewind resolves req and publishes it for target, keeping its pause.

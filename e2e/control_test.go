@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // ctl runs `sluice ctl ARGS…` and returns its output, failing the test on a
@@ -223,4 +225,153 @@ func TestRewindCompletesOnceAcrossAReplicaRestart(t *testing.T) {
 		t.Errorf("partitions were rewound %d times in all; want once each (%d)", rewinds, p.partitions)
 	}
 	_ = b1
+}
+
+// TestDLQReplayCompletesTheTargetOnceTheCauseIsFixed: events B refused go to
+// its DLQ; after the constraint is dropped, `ctl dlq replay` applies them and
+// B holds every event.
+func TestDLQReplayCompletesTheTargetOnceTheCauseIsFixed(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{})
+	mustExec(t, p.db("b"), `ALTER TABLE sluice_events ADD CONSTRAINT amount_is_not_13
+		CHECK (coalesce((data->>'amount')::int, 0) <> 13)`)
+	p.startIngest()
+	p.startApply("a")
+	p.startApply("b")
+	res := p.loadgen("--events", "3000", "--duplicates", "0")
+	p.waitCount("b", res.Source, 2997, time.Minute) // ids 13, 1013, 2013 are refused
+	readDLQ(t, p, "b", 3)
+
+	list := p.ctl("dlq", "list", p.targets["b"])
+	if !strings.Contains(list, "3 dead-lettered events pending") || !strings.Contains(list, "23514") {
+		t.Fatalf("dlq list:\n%s", list)
+	}
+	// Replaying before the fix changes nothing, and keeps them pending.
+	out := p.ctl("dlq", "replay", p.targets["b"])
+	if !strings.Contains(out, "0 events applied") || !strings.Contains(out, "3 still failing") {
+		t.Fatalf("dlq replay before the fix:\n%s", out)
+	}
+	if list := p.ctl("dlq", "list", p.targets["b"]); !strings.Contains(list, "3 dead-lettered events pending") {
+		t.Fatalf("after a failed replay the 3 events must still be pending:\n%s", list)
+	}
+
+	mustExec(t, p.db("b"), `ALTER TABLE sluice_events DROP CONSTRAINT amount_is_not_13`)
+	out = p.ctl("dlq", "replay", p.targets["b"])
+	if !strings.Contains(out, "3 events applied") {
+		t.Fatalf("dlq replay after the fix:\n%s", out)
+	}
+	got, rows := p.ids("b", res.Source)
+	if rows != 3000 || sameSet(res.ids, got) != nil {
+		t.Errorf("B holds %d rows after the replay, want all 3000", rows)
+	}
+	if list := p.ctl("dlq", "list", p.targets["b"]); !strings.Contains(list, "0 dead-lettered events pending") {
+		t.Errorf("after the replay:\n%s", list)
+	}
+	if out, err := p.ctlErr("verify", p.targets["a"], p.targets["b"]); err != nil {
+		t.Errorf("verify: %v\n%s", err, out)
+	}
+}
+
+// TestOperatorErrorsAreClear: each mistake an operator can make gets an
+// answer that says what is wrong, and exit code 2.
+func TestOperatorErrorsAreClear(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{})
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pause", "nosuch"}, `unknown target "nosuch"`},
+		{[]string{"rewind", "nosuch", "--to-offset", "earliest"}, `unknown target "nosuch"`},
+		{[]string{"dlq", "list", "nosuch"}, `unknown target "nosuch"`},
+		{[]string{"verify", p.targets["a"], "nosuch"}, `unknown target "nosuch"`},
+		{[]string{"rewind", p.targets["b"]}, "exactly one of --to or --to-offset"},
+		{[]string{"rewind", p.targets["b"], "--to", "yesterday"}, "not an RFC 3339 time"},
+		{[]string{"rewind", p.targets["b"], "--to-offset", "-5"}, "neither \"earliest\" nor a non-negative number"},
+		{[]string{"frobnicate"}, `unknown ctl command "frobnicate"`},
+	}
+	for _, c := range cases {
+		out, err := p.ctlErr(c.args...)
+		code := -1
+		if ee, ok := err.(interface{ ExitCode() int }); ok {
+			code = ee.ExitCode()
+		}
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("ctl %v: exit %d, output %q; want exit 2 saying %q", c.args, code, out, c.want)
+		}
+	}
+	out := p.ctl("resume", p.targets["b"])
+	if !strings.Contains(out, "not paused: nothing to do") {
+		t.Errorf("resuming a running target said: %s", out)
+	}
+}
+
+// TestRewindBeforeRetentionIsRefused lets retention delete the first records
+// of the topic, then asks to rewind to before them: ctl must refuse, saying
+// the records are gone, instead of silently starting later.
+func TestRewindBeforeRetentionIsRefused(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{})
+	// The topic first, with a retention of a second and short segments.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: p.topic, NumPartitions: p.partitions, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "1000"}, {ConfigName: "segment.ms", ConfigValue: "200"}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.startIngest()
+	before := time.Now().UTC()
+	p.loadgen("--events", "600", "--duplicates", "0")
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		time.Sleep(500 * time.Millisecond)
+		p.loadgen("--events", "60", "--duplicates", "0") // new records roll the old segments
+		starts := logStarts(t, p)
+		if starts[0] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retention deleted nothing in 45s: log starts %v", starts)
+		}
+	}
+	// Nothing new is appended now, so retention stops deleting once the
+	// closed segments are gone: wait for the log starts to settle.
+	for settled := logStarts(t, p); ; {
+		time.Sleep(2500 * time.Millisecond)
+		now := logStarts(t, p)
+		if fmt.Sprint(now) == fmt.Sprint(settled) {
+			break
+		}
+		settled = now
+	}
+	for _, args := range [][]string{
+		{"rewind", p.targets["b"], "--to-offset", "0"},
+		{"rewind", p.targets["b"], "--to", before.Format(time.RFC3339Nano)},
+	} {
+		out, err := p.ctlErr(args...)
+		if err == nil || !strings.Contains(out, "before the topic's retention") {
+			t.Errorf("ctl %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := p.ctlErr("rewind", p.targets["b"], "--to-offset", "earliest"); err != nil {
+		t.Errorf("rewind to the earliest record still held must work: %v\n%s", err, out)
+	}
+}
+
+func logStarts(t *testing.T, p *pipeline) map[int]int64 {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	var reqs []kafka.OffsetRequest
+	for part := range p.partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(part))
+	}
+	resp, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: reqs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int64{}
+	for _, po := range resp.Topics[p.topic] {
+		out[po.Partition] = po.FirstOffset
+	}
+	return out
 }
