@@ -36,6 +36,7 @@ unit: ## unit tests (no services), with the race detector
 
 .PHONY: integration
 integration: up ## end-to-end tests against the local stack
+	$(STACK) browser
 	eval "$$($(STACK) env)"; go test -count=1 -timeout 60m -v ./e2e/ 2>&1 | grep -vE '^\s+time=' | tee .stack/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
 
 .PHONY: compose-check

@@ -93,6 +93,9 @@ type pipeline struct {
 	conns map[string]*pgx.Conn
 }
 
+// adminToken is the pipeline's admin token (never an ingest key).
+func (p *pipeline) adminToken() string { return "e2e-admin-" + p.id + "-0123456789" }
+
 func randomID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -132,6 +135,7 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
   retention: 1h
 ingest:
   keys: [%q]
+  admin_token: %q
 apply:
   batch_size: 200
   linger: 10ms
@@ -141,7 +145,7 @@ targets:
   - {name: %s, dsn: %q, schema_version: 2, listen: %q}
   - {name: %s, dsn: %q, schema_version: 2, listen: %q}
 log: {level: info}
-`, svc.kafka, p.topic, opts.partitions, p.key, opts.extraApply,
+`, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraApply,
 		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {

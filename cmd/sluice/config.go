@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/admin"
 )
 
 // duration reads "250ms", "5s", "7d"-free Go durations from YAML.
@@ -44,6 +46,7 @@ type kafkaConfig struct {
 type ingestConfig struct {
 	Listen       string   `yaml:"listen"`
 	Keys         []string `yaml:"keys"`
+	AdminToken   string   `yaml:"admin_token"`
 	MaxBodyBytes int64    `yaml:"max_body_bytes"`
 	MaxEvents    int      `yaml:"max_events"`
 	WriteTimeout duration `yaml:"write_timeout"`
@@ -126,6 +129,9 @@ func (c *config) applyEnv(getenv func(string) string) {
 	if v := getenv("SLUICE_INGEST_KEYS"); v != "" {
 		c.Ingest.Keys = splitList(v)
 	}
+	if v := getenv("SLUICE_ADMIN_TOKEN"); v != "" {
+		c.Ingest.AdminToken = v
+	}
 	for i := range c.Targets {
 		if v := getenv(envName(c.Targets[i].Name)); v != "" {
 			c.Targets[i].DSN = v
@@ -202,6 +208,15 @@ func (c *config) validate() error {
 		return fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format)
 	}
 	return nil
+}
+
+// adminTargets is the configured targets as the admin package sees them.
+func (c *config) adminTargets() []admin.Target {
+	out := make([]admin.Target, len(c.Targets))
+	for i, t := range c.Targets {
+		out[i] = admin.Target{Name: t.Name, DSN: t.DSN, MetricsAddr: t.Listen}
+	}
+	return out
 }
 
 // target returns the named target or an error listing the known ones.

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluicehq/sluice/consumer"
+	"github.com/sluicehq/sluice/admin"
 )
 
 const ctlUsage = `Usage: sluice ctl <command> [flags]
@@ -61,21 +57,11 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return fmt.Errorf("%w: unknown ctl command %q", errUsage, args[0])
 }
 
-// targetView is one target's line of `ctl status`: what the target's
-// database and Kafka say (consumer.Inspect) and what its applier says of
-// itself (its /metrics).
-type targetView struct {
-	consumer.TargetStatus
-	State   string `json:"state"`   // running or paused: the desired state
-	Applier string `json:"applier"` // up, unreachable, unknown: what its metrics say
-	Breaker string `json:"breaker"` // closed, half-open, open, unknown
-	// Rewind is the last rewind issued for the target, if any.
-	Rewind *consumer.Rewind `json:"rewind,omitempty"`
-}
-
 func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("ctl status", "ctl status [TARGET…] [--json]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	watch := fs.Bool("watch", false, "refresh until interrupted, with each target's lag trend and time to catch up")
+	interval := fs.Duration("interval", 2*time.Second, "refresh interval of --watch")
 	names, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -95,35 +81,12 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			targets = append(targets, t)
 		}
 	}
-	ctl := consumer.NewControl(cfg.Kafka.Brokers, "")
-	defer ctl.Close()
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	desired, err := ctl.Current(cctx)
-	cancel()
-	if err != nil {
-		desired = nil // no control topic yet: nobody paused anything
+	if *watch {
+		return watchStatus(ctx, stdout, cfg, targets, *interval)
 	}
-	views := make([]targetView, 0, len(targets))
-	for _, t := range targets {
-		ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		st, err := consumer.Inspect(ictx, consumer.InspectConfig{
-			Target: t.Name, Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, DSN: t.DSN,
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
-		}
-		v := targetView{TargetStatus: st, State: "running", Applier: "unknown", Breaker: "unknown"}
-		if d, ok := desired[t.Name]; ok {
-			if d.Paused {
-				v.State = "paused"
-			}
-			v.Rewind = d.Rewind
-		}
-		if t.Listen != "" {
-			v.Applier, v.Breaker = scrapeApplier(ctx, t)
-		}
-		views = append(views, v)
+	views, err := admin.Status(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic, toAdmin(targets))
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -134,35 +97,63 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-// scrapeApplier reads the applier's own view from its /metrics.
-func scrapeApplier(ctx context.Context, t targetConfig) (applier, breaker string) {
-	host, port, err := net.SplitHostPort(t.Listen)
-	if err != nil {
-		return "unknown", "unknown"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "unreachable", "unknown"
-	}
-	defer resp.Body.Close()
-	series := `sluice_breaker_state{target="` + t.Name + `"} `
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return "up", consumer.BreakerState(int(n)).String()
+// watchStatus redraws the status every interval with each target's lag
+// trend (messages per second, + growing, − shrinking) and, while the lag
+// shrinks, an estimate of the time to catch up.
+func watchStatus(ctx context.Context, w io.Writer, cfg *config, targets []targetConfig, interval time.Duration) error {
+	prev := map[string]int64{}
+	var prevAt time.Time
+	for {
+		views, err := admin.Status(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic, toAdmin(targets))
+		now := time.Now()
+		fmt.Fprint(w, "\033[H\033[2J") // clear the terminal
+		fmt.Fprintf(w, "sluice status at %s (every %v; Ctrl-C to stop)\n\n", now.Format(time.TimeOnly), interval)
+		if err != nil {
+			fmt.Fprintf(w, "error: %v\n", err)
+		} else {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tTREND\tCATCH UP IN\tAPPLY/S")
+			for _, v := range views {
+				trend, eta := "", ""
+				if last, ok := prev[v.Target]; ok && !prevAt.IsZero() {
+					rate := float64(v.LagMessages-last) / now.Sub(prevAt).Seconds()
+					trend = fmt.Sprintf("%+.0f/s", rate)
+					switch {
+					case v.LagMessages == 0:
+						eta = "caught up"
+					case rate < 0:
+						eta = (time.Duration(float64(v.LagMessages)/-rate) * time.Second).Round(time.Second).String()
+					default:
+						eta = "not catching up"
+					}
+				}
+				prev[v.Target] = v.LagMessages
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%s\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker,
+					v.LagMessages, v.LagSeconds, trend, eta, v.ApplyRate)
+			}
+			tw.Flush()
+			for _, v := range views {
+				for _, b := range v.Blocking {
+					fmt.Fprintf(w, "\n%s BLOCKED by pid %d (%s, %s for %.0fs): %s\n  %s\n", v.Target, b.PID, b.Application,
+						b.State, b.StateAge, b.Why, oneLine(b.Query))
+				}
+			}
+			prevAt = now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
 		}
 	}
-	return "up", "unknown"
 }
 
-func printStatus(w io.Writer, views []targetView) {
+func toAdmin(ts []targetConfig) []admin.Target {
+	c := config{Targets: ts}
+	return c.adminTargets()
+}
+
+func printStatus(w io.Writer, views []admin.TargetView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
 	for _, v := range views {

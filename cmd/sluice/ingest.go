@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/producer"
 )
 
@@ -74,6 +75,25 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	mux := opsMux(reg, ready)
 	mux.Handle("POST /v1/events", handler)
+	if cfg.Ingest.AdminToken != "" {
+		adm, err := admin.NewHandler(admin.Config{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic,
+			Targets: cfg.adminTargets(), Token: cfg.Ingest.AdminToken, IngestKeys: cfg.Ingest.Keys, Logger: log})
+		if err != nil {
+			return fmt.Errorf("%w: %v", errConfig, err)
+		}
+		defer adm.Close()
+		mux.Handle("/v1/admin/", adm)
+		mux.Handle("/ui/", adm)
+		mux.Handle("/ui", adm)
+	} else {
+		off := func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)", http.StatusNotFound)
+		}
+		mux.HandleFunc("/v1/admin/", off)
+		mux.HandleFunc("/ui/", off)
+		mux.HandleFunc("/ui", off)
+		log.Info("admin API and /ui are off: no ingest.admin_token")
+	}
 
 	ln, err := net.Listen("tcp", cfg.Ingest.Listen)
 	if err != nil {

@@ -1,0 +1,252 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/consumer"
+)
+
+//go:embed ui
+var uiFiles embed.FS
+
+// ErrInvalidConfig is wrapped by NewHandler for a configuration it refuses.
+var ErrInvalidConfig = errors.New("invalid admin configuration")
+
+// Config configures the admin API.
+type Config struct {
+	Brokers []string
+	Topic   string
+	Targets []Target
+	// Token is the admin bearer token: at least 16 characters, and never
+	// one of IngestKeys (a publisher must not be able to pause a target).
+	Token      string
+	IngestKeys []string
+	Logger     *slog.Logger
+}
+
+// Handler serves /v1/admin/… and /ui/. Safe for concurrent use.
+type Handler struct {
+	cfg   Config
+	token [sha256.Size]byte
+	mux   *http.ServeMux
+	ctl   *consumer.Control
+	log   *slog.Logger
+}
+
+// NewHandler validates cfg and returns the admin handler. Close it to
+// release its Kafka connections.
+func NewHandler(cfg Config) (*Handler, error) {
+	if len(cfg.Token) < 16 {
+		return nil, fmt.Errorf("%w: ingest.admin_token must be at least 16 characters", ErrInvalidConfig)
+	}
+	for _, k := range cfg.IngestKeys {
+		if subtle.ConstantTimeCompare([]byte(k), []byte(cfg.Token)) == 1 {
+			return nil, fmt.Errorf("%w: ingest.admin_token must not be one of the ingest keys", ErrInvalidConfig)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token)), mux: http.NewServeMux(),
+		ctl: consumer.NewControl(cfg.Brokers, ""), log: cfg.Logger}
+	h.mux.HandleFunc("GET /v1/admin/targets", h.authed(h.status))
+	h.mux.HandleFunc("POST /v1/admin/targets/{target}/pause", h.authed(h.pause(true)))
+	h.mux.HandleFunc("POST /v1/admin/targets/{target}/resume", h.authed(h.pause(false)))
+	h.mux.HandleFunc("POST /v1/admin/targets/{target}/rewind", h.authed(h.rewind))
+	h.mux.HandleFunc("GET /v1/admin/targets/{target}/dlq", h.authed(h.dlqList))
+	h.mux.HandleFunc("POST /v1/admin/targets/{target}/dlq/replay", h.authed(h.dlqReplay))
+	h.mux.HandleFunc("GET /v1/admin/verify", h.authed(h.verify))
+	static, _ := fs.Sub(uiFiles, "ui")
+	h.mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(static)))
+	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	return h, nil
+}
+
+// Close releases the handler's Kafka connections.
+func (h *Handler) Close() error { return h.ctl.Close() }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+type apiError struct {
+	Errors []struct {
+		Error string `json:"error"`
+	} `json:"errors"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	var e apiError
+	e.Errors = append(e.Errors, struct {
+		Error string `json:"error"`
+	}{msg})
+	writeJSON(w, code, e)
+}
+
+// authed checks the admin token in constant time.
+func (h *Handler) authed(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], h.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+			fail(w, http.StatusUnauthorized, "missing or wrong admin token (send Authorization: Bearer <ingest.admin_token>; ingest keys are not admin tokens)")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) target(w http.ResponseWriter, name string) (Target, bool) {
+	var names []string
+	for _, t := range h.cfg.Targets {
+		if t.Name == name {
+			return t, true
+		}
+		names = append(names, t.Name)
+	}
+	fail(w, http.StatusNotFound, fmt.Sprintf("unknown target %q (configured: %s)", name, strings.Join(names, ", ")))
+	return Target{}, false
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	defer cancel()
+	views, err := Status(ctx, h.cfg.Brokers, h.cfg.Topic, h.cfg.Targets)
+	if err != nil {
+		fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, views)
+}
+
+func by(r *http.Request) string { return "admin-api:" + r.RemoteAddr }
+
+func (h *Handler) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t, ok := h.target(w, r.PathValue("target"))
+		if !ok {
+			return
+		}
+		changed, err := h.ctl.SetPaused(r.Context(), t.Name, paused, by(r))
+		if err != nil {
+			fail(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		msg := map[[2]bool]string{
+			{true, true}: "paused", {true, false}: "already paused: nothing to do",
+			{false, true}: "resumed", {false, false}: "not paused: nothing to do",
+		}[[2]bool{paused, changed}]
+		h.log.Info("admin: "+msg, "target", t.Name, "by", by(r))
+		writeJSON(w, http.StatusOK, map[string]any{"target": t.Name, "paused": paused, "changed": changed, "message": msg})
+	}
+}
+
+func (h *Handler) rewind(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.target(w, r.PathValue("target"))
+	if !ok {
+		return
+	}
+	var body struct {
+		ToTime   *time.Time `json:"to_time"`
+		ToOffset string     `json:"to_offset"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
+		fail(w, http.StatusBadRequest, "body must be {\"to_time\": RFC 3339} or {\"to_offset\": \"earliest\"|N}: "+err.Error())
+		return
+	}
+	rw, err := h.ctl.IssueRewind(r.Context(), t.Name, h.cfg.Topic, consumer.RewindRequest{ToTime: body.ToTime, ToOffset: body.ToOffset}, by(r))
+	switch {
+	case errors.Is(err, consumer.ErrBadRewind):
+		fail(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, consumer.ErrBeforeRetention):
+		fail(w, http.StatusUnprocessableEntity, err.Error())
+	case err != nil:
+		fail(w, http.StatusBadGateway, err.Error())
+	default:
+		h.log.Warn("admin: rewind issued", "target", t.Name, "rewind", rw.ID, "by", by(r))
+		writeJSON(w, http.StatusOK, rw)
+	}
+}
+
+func (h *Handler) dlqList(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.target(w, r.PathValue("target"))
+	if !ok {
+		return
+	}
+	list, err := consumer.ListDLQ(r.Context(), consumer.DLQConfig{Target: t.Name, Brokers: h.cfg.Brokers, DSN: t.DSN, All: r.URL.Query().Get("all") != ""})
+	if err != nil {
+		fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	if list == nil {
+		list = []consumer.DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (h *Handler) dlqReplay(w http.ResponseWriter, r *http.Request) {
+	t, ok := h.target(w, r.PathValue("target"))
+	if !ok {
+		return
+	}
+	res, err := consumer.ReplayDLQ(r.Context(), consumer.DLQConfig{Target: t.Name, Brokers: h.cfg.Brokers, DSN: t.DSN})
+	if err != nil {
+		fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	a, ok := h.target(w, q.Get("a"))
+	if !ok {
+		return
+	}
+	b, ok := h.target(w, q.Get("b"))
+	if !ok {
+		return
+	}
+	vc := consumer.VerifyConfig{A: a.Name, B: b.Name, DSNA: a.DSN, DSNB: b.DSN}
+	for name, dst := range map[string]*time.Time{"from": &vc.From, "to": &vc.To} {
+		if s := q.Get(name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				fail(w, http.StatusBadRequest, fmt.Sprintf("%s=%q is not an RFC 3339 time", name, s))
+				return
+			}
+			*dst = t
+		}
+	}
+	if s := q.Get("bucket"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			fail(w, http.StatusBadRequest, fmt.Sprintf("bucket=%q is not a positive duration", s))
+			return
+		}
+		vc.Bucket = d
+	}
+	res, err := consumer.Verify(r.Context(), vc)
+	if err != nil {
+		fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agree": res.FirstDiff == nil, "result": res})
+}

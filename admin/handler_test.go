@@ -1,0 +1,69 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+const adminToken = "admin-token-0123456789"
+
+func newTestHandler(t *testing.T) *Handler {
+	t.Helper()
+	h, err := NewHandler(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "sluice.events", Token: adminToken,
+		IngestKeys: []string{"ingest-key-0123456789"}, Targets: []Target{{Name: "a"}, {Name: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestTheAdminTokenMustBeItsOwn(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"a short token":          {Token: "short"},
+		"an ingest key as token": {Token: "ingest-key-0123456789", IngestKeys: []string{"ingest-key-0123456789"}},
+	} {
+		if _, err := NewHandler(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+func TestAdminAnswers(t *testing.T) {
+	h := newTestHandler(t)
+	cases := []struct {
+		name, method, path, auth string
+		want                     int
+		wantBody                 string
+	}{
+		{"no token is refused", "GET", "/v1/admin/targets", "", 401, "admin token"},
+		{"a wrong token is refused", "POST", "/v1/admin/targets/b/pause", "Bearer nope-0123456789abcdef", 401, "admin token"},
+		{"an ingest key is not an admin token", "POST", "/v1/admin/targets/b/pause", "Bearer ingest-key-0123456789", 401, "ingest keys are not admin tokens"},
+		{"an unknown target is named", "POST", "/v1/admin/targets/zz/pause", "Bearer " + adminToken, 404, `unknown target \"zz\" (configured: a, b)`},
+		{"a rewind without a body is refused", "POST", "/v1/admin/targets/b/rewind", "Bearer " + adminToken, 400, "to_time"},
+		{"verify of an unknown target is refused", "GET", "/v1/admin/verify?a=a&b=zz", "Bearer " + adminToken, 404, "unknown target"},
+		{"the status page needs no token to load", "GET", "/ui/", "", 200, "<title>sluice status</title>"},
+		{"its script is served", "GET", "/ui/app.js", "", 200, "/v1/admin/targets"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest(c.method, c.path, nil)
+			if c.auth != "" {
+				req.Header.Set("Authorization", c.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.want || !strings.Contains(rec.Body.String(), c.wantBody) {
+				t.Fatalf("%s %s: %d %s; want %d containing %q", c.method, c.path, rec.Code, rec.Body, c.want, c.wantBody)
+			}
+		})
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ui", nil))
+	if rec.Code != http.StatusFound {
+		t.Errorf("/ui answers %d, want a redirect to /ui/", rec.Code)
+	}
+}

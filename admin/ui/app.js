@@ -1,0 +1,118 @@
+// The sluice status page: polls the admin API every second and draws each
+// target's state, breaker, lag and a live lag chart. No build step, no
+// dependencies.
+"use strict";
+
+const HISTORY = 120; // samples kept per target for the chart
+const lagSamples = {}; // target → [{t, lag}]
+const last = {};     // target → {state, breaker}
+
+function token() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("sluice-admin-token", decodeURIComponent(m[1]));
+    window.history.replaceState(null, "", location.pathname); // keep it out of the address bar
+  }
+  return sessionStorage.getItem("sluice-admin-token");
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("data-") || k === "class") e.setAttribute(k, v); else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function badge(text) { return el("span", { class: "badge " + text }, text); }
+
+function note(text) {
+  const li = el("li", {}, new Date().toLocaleTimeString() + " " + text);
+  document.getElementById("changes").prepend(li);
+}
+
+function drawChart(canvas, samples) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height;
+  ctx.clearRect(0, 0, w, h);
+  const peak = Math.max(10, ...samples.map(s => s.lag));
+  ctx.strokeStyle = "#eceef2";
+  ctx.beginPath(); ctx.moveTo(0, h - 0.5); ctx.lineTo(w, h - 0.5); ctx.stroke();
+  ctx.strokeStyle = "#3a6ff7"; ctx.lineWidth = 2; ctx.beginPath();
+  samples.forEach((s, i) => {
+    const x = (i / (HISTORY - 1)) * w, y = h - 4 - (s.lag / peak) * (h - 12);
+    i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = "#6b7385"; ctx.font = "11px system-ui";
+  ctx.fillText("lag (messages), peak " + peak, 6, 12);
+}
+
+function render(views) {
+  const main = document.getElementById("targets");
+  main.replaceChildren();
+  for (const v of views) {
+    const prev = last[v.target];
+    if (prev && prev.state !== v.state) note(`${v.target}: ${prev.state} → ${v.state}`);
+    if (prev && prev.breaker !== v.breaker) note(`${v.target}: breaker ${prev.breaker} → ${v.breaker}`);
+    last[v.target] = { state: v.state, breaker: v.breaker };
+
+    const samples = (lagSamples[v.target] ||= []);
+    samples.push({ t: Date.now(), lag: v.lag_messages });
+    if (samples.length > HISTORY) samples.shift();
+
+    const parts = el("table", {}, el("tr", {}, ...["partition", "applied to", "log end", "lag", "lag s"].map(h => el("th", {}, h))));
+    for (const p of v.partitions) {
+      parts.append(el("tr", {}, el("td", {}, p.partition), el("td", {}, p.applied), el("td", {}, p.log_end),
+        el("td", {}, p.lag_messages), el("td", {}, p.lag_seconds.toFixed(1))));
+    }
+    const canvas = el("canvas", { width: 420, height: 120 });
+    const card = el("section", { class: "target", "data-target": v.target, "data-state": v.state, "data-breaker": v.breaker },
+      el("h2", {}, v.target, badge(v.state), el("span", { class: "badge " + v.breaker }, "breaker " + v.breaker),
+        el("span", { class: "muted" }, "applier " + v.applier)),
+      el("div", { class: "figures" },
+        el("div", { class: "figure" }, el("b", { class: "lag-messages" }, v.lag_messages), "messages behind"),
+        el("div", { class: "figure" }, el("b", {}, v.lag_seconds.toFixed(1) + " s"), "oldest unapplied"),
+        el("div", { class: "figure" }, el("b", {}, Math.round(v.apply_rate)), "applied / s")),
+      el("div", { class: "row" }, canvas, parts));
+    for (const b of v.blocking_sessions || []) {
+      card.append(el("div", { class: "blocking" },
+        el("b", {}, `Blocked by pid ${b.pid}`), ` (${b.application || "?"}, ${b.state} for ${Math.round(b.state_age_seconds)} s): ${b.why}. `,
+        el("code", {}, `SELECT pg_terminate_backend(${b.pid});`)));
+    }
+    if (v.database_error) card.append(el("p", { class: "error" }, "database: " + v.database_error));
+    main.append(card);
+    drawChart(canvas, samples);
+  }
+}
+
+async function poll() {
+  const t = token();
+  const login = document.getElementById("login"), error = document.getElementById("error");
+  if (!t) { login.hidden = false; return; }
+  try {
+    const r = await fetch("/v1/admin/targets", { headers: { Authorization: "Bearer " + t } });
+    if (r.status === 401) {
+      sessionStorage.removeItem("sluice-admin-token");
+      error.textContent = "That admin token was refused."; error.hidden = false; login.hidden = false;
+      return;
+    }
+    const body = await r.json();
+    if (!r.ok) throw new Error((body.errors || []).map(e => e.error).join("; ") || r.statusText);
+    error.hidden = true;
+    render(body);
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    error.textContent = "Cannot read status: " + e.message; error.hidden = false;
+  }
+  setTimeout(poll, 1000);
+}
+
+document.getElementById("login").addEventListener("submit", ev => {
+  ev.preventDefault();
+  sessionStorage.setItem("sluice-admin-token", document.getElementById("token").value);
+  document.getElementById("login").hidden = true;
+  poll();
+});
+poll();

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath finds Debian's Chromium; `make integration` installs it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("SLUICE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	msg := "no Chromium: install Debian's chromium package (make integration does) or set SLUICE_CHROMIUM"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// TestStatusPageShowsAPauseLive loads /ui in headless Chromium, pauses B
+// with ctl, and watches the page turn B paused without a reload. The
+// screenshot is kept in the test artifacts.
+func TestStatusPageShowsAPauseLive(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{})
+	browser := chromiumPath(t)
+	p.startIngest()
+	p.startApply("a")
+	p.startApply("b")
+	p.loadgen("--events", "2000", "--duplicates", "0")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	b := `[data-target="` + p.targets["b"] + `"]`
+	url := "http://" + p.ingestAt + "/ui/#token=" + p.adminToken()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(b+`[data-state="running"]`))); err != nil {
+		t.Fatalf("the page never showed B running: %v", err)
+	}
+	p.ctl("pause", p.targets["b"])
+	paused := time.Now()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(b+`[data-state="paused"]`))); err != nil {
+		t.Fatalf("the page never showed B paused: %v", err)
+	}
+	shown := time.Since(paused)
+	changes, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#changes")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Publish while B is paused: its lag climbs on the chart, A's stays flat.
+	p.loadgen("--events", "3000", "--duplicates", "0", "--rate", "1000")
+	_ = chromedp.Do(ctx, chromedp.Sleep(2*time.Second))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(changes, p.targets["b"]+": running → paused") {
+		t.Errorf("the page's change log says %q", changes)
+	}
+	dir := os.Getenv("SLUICE_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", ".artifacts")
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	shot := filepath.Join(dir, "ui-target-paused.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the page showed B paused %v after ctl pause returned; screenshot %s", shown.Round(time.Millisecond), shot)
+
+	// The admin API behind the page refuses an ingest key.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.ingestAt+"/v1/admin/targets", nil)
+	req.Header.Set("Authorization", "Bearer "+p.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the admin API answered %d to an ingest key", resp.StatusCode)
+	}
+}
