@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -88,6 +89,41 @@ func TestStatusPageShowsAPauseLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the page showed B paused %v after ctl pause returned; screenshot %s", shown.Round(time.Millisecond), shot)
+
+	// The same operations over the admin API: resume B, and the page follows.
+	api := func(method, path, token string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+p.ingestAt+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := api("POST", "/v1/admin/targets/"+p.targets["b"]+"/resume", p.adminToken()); code != 200 || !strings.Contains(body, `"resumed"`) {
+		t.Fatalf("resume over the admin API: %d %s", code, body)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(b+`[data-state="running"]`))); err != nil {
+		t.Fatalf("the page never showed B running again: %v", err)
+	}
+	if code, body := api("POST", "/v1/admin/targets/"+p.targets["b"]+"/resume", p.adminToken()); code != 200 || !strings.Contains(body, "not paused: nothing to do") {
+		t.Errorf("resuming a running target over the API: %d %s", code, body)
+	}
+	if code, body := api("GET", "/v1/admin/targets/nosuch/dlq", p.adminToken()); code != 404 || !strings.Contains(body, `unknown target`) {
+		t.Errorf("unknown target over the API: %d %s", code, body)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		code, body := api("GET", "/v1/admin/verify?a="+p.targets["a"]+"&b="+p.targets["b"], p.adminToken())
+		if code == 200 && strings.Contains(body, `"agree":true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify over the API never agreed: %d %s", code, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 
 	// The admin API behind the page refuses an ingest key.
 	req, _ := http.NewRequest(http.MethodGet, "http://"+p.ingestAt+"/v1/admin/targets", nil)
