@@ -43,5 +43,15 @@ integration: up ## end-to-end tests against the local stack
 compose-check: ## validate docker-compose.yml (with Debian's docker-compose when it can be installed)
 	deploy/check-compose
 
+.PHONY: bench
+bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go producer, COPY)
+	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 5 ./producer/ ./consumer/ | tee .stack/bench.txt
+	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
+	deploy/bench-ratios .stack/bench.txt
+
+.PHONY: prometheus-check
+prometheus-check: ## promtool: Prometheus config, alert rules and their unit tests
+	deploy/check-prometheus
+
 .PHONY: test
-test: lint unit integration compose-check ## everything: lint, unit, end-to-end, compose validation
+test: lint unit prometheus-check compose-check integration ## everything: lint, unit, alerts, compose, end-to-end

@@ -52,6 +52,10 @@ func New(cfg Config) (*Applier, error) {
 		log:  cfg.Logger.With("target", cfg.Target),
 		ctrl: newControlView(),
 	}
+	registerPoolStats(cfg.Registerer, cfg.Target, func() (int32, int32, int32) {
+		st := pool.Stat()
+		return st.AcquiredConns(), st.IdleConns(), st.MaxConns()
+	})
 	a.breaker = newBreaker(breakerConfig{
 		name: cfg.Target, tripAfter: cfg.TripAfter,
 		minOpen: cfg.BreakerMinOpen, maxOpen: cfg.BreakerMaxOpen, now: cfg.now,

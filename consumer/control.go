@@ -244,21 +244,13 @@ func (c *Control) checkRetention(ctx context.Context, topic string, partition in
 		}
 		return nil
 	}
-	resp, err := c.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+	retention, err := topicRetention(ctx, c.client, topic)
 	if err != nil {
 		return fmt.Errorf("cannot check the retention of %s: %w", topic, err)
 	}
-	for _, r := range resp.Resources {
-		for _, e := range r.ConfigEntries {
-			ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
-			if e.ConfigName == "retention.ms" && err == nil && ms >= 0 {
-				if horizon := time.Now().Add(-time.Duration(ms) * time.Millisecond); t.Before(horizon) {
-					return fmt.Errorf("%w: retention (%v) emptied partition %d; records before %s are gone",
-						ErrBeforeRetention, time.Duration(ms)*time.Millisecond, partition, horizon.UTC().Format(time.RFC3339))
-				}
-			}
-		}
+	if horizon := time.Now().Add(-retention); retention > 0 && t.Before(horizon) {
+		return fmt.Errorf("%w: retention (%v) emptied partition %d; records before %s are gone",
+			ErrBeforeRetention, retention, partition, horizon.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

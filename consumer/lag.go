@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,11 +67,18 @@ func (a *Applier) monitorLag(ctx context.Context) {
 	known := map[int]bool{}
 	t := time.NewTicker(a.cfg.LagInterval)
 	defer t.Stop()
+	var retentionRead time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(retentionRead) > time.Minute {
+			if r, err := topicRetention(ctx, client, a.cfg.Topic); err == nil {
+				a.m.retention.Set(r.Seconds())
+				retentionRead = time.Now()
+			}
 		}
 		parts := a.partitions.snapshot()
 		for id := range known {
@@ -152,4 +160,29 @@ func recordTime(ctx context.Context, client *kafka.Client, topic string, partiti
 			return rec.Time, nil
 		}
 	}
+}
+
+// topicRetention reads the topic's retention.ms from the broker; -1s means
+// unlimited.
+func topicRetention(ctx context.Context, client *kafka.Client, topic string) (time.Duration, error) {
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range resp.Resources {
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "retention.ms" {
+				ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
+				if err != nil {
+					return 0, err
+				}
+				if ms < 0 {
+					return -time.Second, nil
+				}
+				return time.Duration(ms) * time.Millisecond, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("retention.ms of %s not reported", topic)
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	paused                           prometheus.Gauge
 	lagMessages                      *prometheus.GaugeVec
 	lagSeconds                       prometheus.Gauge
+	retention                        prometheus.Gauge
 	target                           string
 }
 
@@ -48,8 +49,17 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		Name: "sluice_apply_failures_total",
 		Help: "Failed attempts at applying a batch, by class: retryable (the batch is retried) or permanent (an event goes to the DLQ).",
 	}, []string{"target", "class"})
+	retention := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_events_retention_seconds",
+		Help: "Retention of the events topic as the broker reports it: how long the target may lag before it loses events (-1: unlimited).",
+	}, []string{"target"})
 	if reg != nil {
-		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures)
+		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention)
+	}
+	// Every series exists from the start, at 0, so that rate() and
+	// increase() see the first event, and dashboards show zero, not "no data".
+	for _, c := range []Class{Retryable, Permanent} {
+		failures.WithLabelValues(target, c.String())
 	}
 	return &metrics{
 		applied:       events.WithLabelValues(target, "applied"),
@@ -61,6 +71,7 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		paused:        paused.WithLabelValues(target),
 		lagMessages:   lagMsgs,
 		lagSeconds:    lagSecs.WithLabelValues(target),
+		retention:     retention.WithLabelValues(target),
 		target:        target,
 	}
 }
@@ -71,4 +82,22 @@ func (m *metrics) setLag(partition int, messages int64) {
 
 func (m *metrics) failed(class Class) {
 	m.failures.WithLabelValues(m.target, class.String()).Inc()
+}
+
+// registerPoolStats exports the target's database sessions as the pool
+// sees them: acquired (in use), idle, and the pool's bound.
+func registerPoolStats(reg prometheus.Registerer, target string, stat func() (acquired, idle, max int32)) {
+	if reg == nil {
+		return
+	}
+	for _, state := range []string{"acquired", "idle", "max"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sluice_db_sessions",
+			Help:        "Database sessions of the applier on its target: acquired (in a query or transaction), idle, and max (the pool's bound).",
+			ConstLabels: prometheus.Labels{"target": target, "state": state},
+		}, func() float64 {
+			a, i, m := stat()
+			return float64(map[string]int32{"acquired": a, "idle": i, "max": m}[state])
+		}))
+	}
 }

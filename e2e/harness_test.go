@@ -281,6 +281,15 @@ func (p *pipeline) close() {
 			p.t.Logf("%s: %v", pr.name, err)
 		}
 	}
+	// Logs never carry a secret: no ingest key, no admin token, no DSN password.
+	for _, pr := range procs {
+		b, _ := os.ReadFile(pr.log)
+		for what, secret := range map[string]string{"an ingest key": p.key, "the admin token": p.adminToken(), "a DSN password": ":sluice@"} {
+			if strings.Contains(string(b), secret) {
+				p.t.Errorf("%s's log contains %s", pr.name, what)
+			}
+		}
+	}
 	if p.t.Failed() {
 		for _, pr := range procs {
 			b, _ := os.ReadFile(pr.log)

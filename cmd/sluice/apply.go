@@ -19,6 +19,7 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs, cfgPath := newFlags("apply", "apply --target NAME [--config FILE] [--listen ADDR]", stderr)
 	name := fs.String("target", "", "the target to apply to, as named in the configuration (required)")
 	listen := fs.String("listen", "", "address of /healthz, /readyz and /metrics (default: the target's listen, else 127.0.0.1:0)")
+	logFormat := fs.String("log-format", "", "text or json (default: log.format, else text)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -28,6 +29,9 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	cfg, err := loadConfig(*cfgPath, os.Getenv)
 	if err != nil {
+		return err
+	}
+	if err := cfg.setLogFormat(*logFormat); err != nil {
 		return err
 	}
 	t, err := cfg.target(*name)

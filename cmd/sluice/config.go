@@ -210,6 +210,18 @@ func (c *config) validate() error {
 	return nil
 }
 
+// setLogFormat applies a --log-format flag over the configuration.
+func (c *config) setLogFormat(f string) error {
+	switch f {
+	case "":
+	case "text", "json":
+		c.Log.Format = f
+	default:
+		return fmt.Errorf("%w: --log-format %q is not text or json", errUsage, f)
+	}
+	return nil
+}
+
 // adminTargets is the configured targets as the admin package sees them.
 func (c *config) adminTargets() []admin.Target {
 	out := make([]admin.Target, len(c.Targets))

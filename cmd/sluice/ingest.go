@@ -20,11 +20,15 @@ import (
 func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs, cfgPath := newFlags("ingest", "ingest [--config FILE] [--listen ADDR]", stderr)
 	listen := fs.String("listen", "", "address to serve the API, /healthz, /readyz and /metrics on (default: ingest.listen)")
+	logFormat := fs.String("log-format", "", "text or json (default: log.format, else text)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*cfgPath, os.Getenv)
 	if err != nil {
+		return err
+	}
+	if err := cfg.setLogFormat(*logFormat); err != nil {
 		return err
 	}
 	if *listen != "" {

@@ -1,0 +1,102 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// BenchmarkApply measures applying a batch of 500 events to PostgreSQL the
+// way the applier does (one transaction: COPY into staging, INSERT … ON
+// CONFLICT DO NOTHING, offsets row) against a raw COPY of the same rows into
+// a table with the same columns and primary key, on cluster A of
+// deploy/local (SLUICE_TEST_PG_A). `make bench` prints the ratio.
+func BenchmarkApply(b *testing.B) {
+	base := os.Getenv("SLUICE_TEST_PG_A")
+	if base == "" {
+		b.Skip("SLUICE_TEST_PG_A is not set: run `make bench`")
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("sluice_bench_%d", time.Now().UnixNano())
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+	cc, _ := pgx.ParseConfig(base)
+	dsn := fmt.Sprintf("postgres://%s:%s@%s:%d/%s", cc.User, cc.Password, cc.Host, cc.Port, name)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := schema.Migrate(ctx, conn, schema.LatestVersion(), schema.MigrateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE raw_events (LIKE sluice_events INCLUDING DEFAULTS, PRIMARY KEY (source, id))`); err != nil {
+		b.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	const size = 500
+	batch := func(run, i int) []record {
+		recs := make([]record, size)
+		for j := range recs {
+			raw := fmt.Sprintf(`{"specversion":"1.0","id":"%d-%d-%d","source":"bench","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`, run, i, j, j%97, j)
+			recs[j] = decodeRecord(kafka.Message{Topic: "sluice.events", Partition: 0, Offset: int64(i*size + j), Value: []byte(raw)})
+		}
+		return recs
+	}
+	cfg := Config{Target: "bench", Brokers: []string{"unused:9092"}, DSN: dsn}
+	cfg.setDefaults()
+	pool, err := newPool(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+
+	b.Run("sluice_apply", func(b *testing.B) {
+		batches := make([][]record, b.N)
+		for i := range batches {
+			batches[i] = batch(1, i)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := applyTx(ctx, pool, batches[i], cursorAfter("sluice.events", batches[i][size-1].msg)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+	})
+
+	b.Run("raw_copy", func(b *testing.B) {
+		rows := make([][][]any, b.N)
+		for i := range rows {
+			recs := batch(2, i)
+			rows[i] = make([][]any, size)
+			for j := range recs {
+				row, _ := stagingRow(&recs[j])
+				rows[i][j] = row
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw_events"}, stagingColumns, pgx.CopyFromRows(rows[i])); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+	})
+}
