@@ -45,7 +45,7 @@ compose-check: ## validate docker-compose.yml (with Debian's docker-compose when
 
 .PHONY: bench
 bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go producer, COPY)
-	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 5 ./producer/ ./consumer/ | tee .stack/bench.txt
+	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./consumer/ | tee .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
 	deploy/bench-ratios .stack/bench.txt
 

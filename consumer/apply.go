@@ -35,12 +35,13 @@ var stagingColumns = []string{
 	"data", "data_base64", "extensions", "kafka_partition", "kafka_offset",
 }
 
+// insertFromStaging needs no DISTINCT: ON CONFLICT DO NOTHING also skips a
+// second copy of an event within the same batch, and by contract every copy
+// of a (source, id) is the same event.
 const insertFromStaging = `INSERT INTO sluice_events
 	(source, id, type, subject, time, datacontenttype, dataschema, data, data_base64, extensions, kafka_partition, kafka_offset)
-SELECT DISTINCT ON (source, id)
-	source, id, type, subject, time, datacontenttype, dataschema, data, data_base64, extensions, kafka_partition, kafka_offset
+SELECT source, id, type, subject, time, datacontenttype, dataschema, data, data_base64, extensions, kafka_partition, kafka_offset
 FROM sluice_staging
-ORDER BY source, id, kafka_offset
 ON CONFLICT (source, id) DO NOTHING`
 
 const upsertOffset = `INSERT INTO sluice_offsets (topic, partition, next_offset, updated_at)
