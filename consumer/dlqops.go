@@ -54,13 +54,21 @@ func ListDLQ(ctx context.Context, c DLQConfig) ([]DeadLetter, error) {
 			return nil, err
 		}
 		defer pool.Close()
-		o, err := loadOffset(ctx, pool, dlqTopicOf(c.Target), 0)
-		if err != nil {
-			return nil, fmt.Errorf("target %s: read the DLQ cursor: %w", c.Target, err)
+		if from, err = dlqCursor(ctx, pool, c.Target); err != nil {
+			return nil, err
 		}
-		from = o.next
 	}
 	return readDLQ(ctx, c.Brokers, c.Target, from)
+}
+
+// dlqCursor is how far DLQ replays got: the target's offsets row for its
+// DLQ topic (0 before the first replay).
+func dlqCursor(ctx context.Context, pool *pgxpool.Pool, target string) (int64, error) {
+	o, err := loadOffset(ctx, pool, dlqTopicOf(target), 0)
+	if err != nil {
+		return 0, fmt.Errorf("target %s: read the DLQ cursor: %w", target, err)
+	}
+	return o.next, nil
 }
 
 func readDLQ(ctx context.Context, brokers []string, target string, from int64) ([]DeadLetter, error) {
@@ -136,11 +144,11 @@ func ReplayDLQ(ctx context.Context, c DLQConfig) (ReplayResult, error) {
 		return res, err
 	}
 	defer pool.Close()
-	o, err := loadOffset(ctx, pool, dlqTopicOf(c.Target), 0)
+	from, err := dlqCursor(ctx, pool, c.Target)
 	if err != nil {
-		return res, fmt.Errorf("target %s: read the DLQ cursor: %w", c.Target, err)
+		return res, err
 	}
-	pending, err := readDLQ(ctx, c.Brokers, c.Target, o.next)
+	pending, err := readDLQ(ctx, c.Brokers, c.Target, from)
 	if err != nil {
 		return res, err
 	}
