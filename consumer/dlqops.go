@@ -73,7 +73,11 @@ func dlqCursor(ctx context.Context, pool *pgxpool.Pool, target string) (int64, e
 
 func readDLQ(ctx context.Context, brokers []string, target string, from int64) ([]DeadLetter, error) {
 	topic := dlqTopicOf(target)
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	// A transport of its own: the process-wide default caches metadata,
+	// which goes stale across a broker restart.
+	transport := &kafka.Transport{MetadataTTL: time.Second}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
 	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)

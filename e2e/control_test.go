@@ -312,7 +312,7 @@ func TestRewindBeforeRetentionIsRefused(t *testing.T) {
 	// The topic first, with a retention of a second and short segments.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	client := p.kafka()
 	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: p.topic, NumPartitions: p.partitions, ReplicationFactor: 1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "1000"}, {ConfigName: "segment.ms", ConfigValue: "200"}},
@@ -360,7 +360,7 @@ func TestRewindBeforeRetentionIsRefused(t *testing.T) {
 
 func logStarts(t *testing.T, p *pipeline) map[int]int64 {
 	t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	client := p.kafka()
 	var reqs []kafka.OffsetRequest
 	for part := range p.partitions {
 		reqs = append(reqs, kafka.FirstOffsetOf(part))

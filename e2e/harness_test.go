@@ -298,7 +298,7 @@ func (p *pipeline) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	client := p.kafka()
 	_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{
 		p.topic, "sluice.dlq." + p.targets["a"], "sluice.dlq." + p.targets["b"]}})
 }
@@ -485,25 +485,42 @@ func (p *pipeline) topicEnd() int64 {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// By partition number, not through Metadata: kafka-go serves Metadata
-	// from a process-wide cache that can predate this test's topic.
-	client := &kafka.Client{Addr: kafka.TCP(p.svc.kafka)}
+	// By partition number, not through Metadata, and retried: a broker
+	// restarted by an earlier test may still be electing leaders.
 	var reqs []kafka.OffsetRequest
 	for part := range p.partitions {
 		reqs = append(reqs, kafka.LastOffsetOf(part))
 	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: reqs}})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	var total int64
-	for _, po := range resp.Topics[p.topic] {
-		if po.Error != nil {
-			p.t.Fatal(po.Error)
+	var last error
+	for attempt := 0; attempt < 20 && ctx.Err() == nil; attempt++ {
+		resp, err := p.kafka().ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: reqs}})
+		if err == nil {
+			var total int64
+			for _, po := range resp.Topics[p.topic] {
+				if po.Error != nil {
+					err = po.Error
+					break
+				}
+				total += po.LastOffset
+			}
+			if err == nil {
+				return total
+			}
 		}
-		total += po.LastOffset
+		last = err
+		time.Sleep(250 * time.Millisecond)
 	}
-	return total
+	p.t.Fatalf("log end of %s: %v", p.topic, last)
+	return 0
+}
+
+// kafka returns a client with a transport of its own: kafka-go's default
+// transport is shared by the whole test process and caches metadata, which
+// goes stale when a test restarts the broker.
+func (p *pipeline) kafka() *kafka.Client {
+	tr := &kafka.Transport{MetadataTTL: time.Second}
+	p.t.Cleanup(tr.CloseIdleConnections)
+	return &kafka.Client{Addr: kafka.TCP(p.svc.kafka), Timeout: 10 * time.Second, Transport: tr}
 }
 
 // metric scrapes one sample from a process's /metrics: name with its label
