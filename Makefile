@@ -2,7 +2,7 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 STACK := deploy/local/stack
-GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./cmd/...
+GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./admin/... ./cmd/...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
