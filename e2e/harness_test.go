@@ -104,8 +104,9 @@ func randomID() string {
 
 // pipelineOptions tune newPipeline; the zero value is a 6-partition topic.
 type pipelineOptions struct {
-	partitions int
-	extraApply string // YAML lines added under apply:
+	partitions  int
+	extraApply  string // YAML lines added under apply:
+	extraIngest string // YAML lines added under ingest:
 }
 
 func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
@@ -136,6 +137,7 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 ingest:
   keys: [%q]
   admin_token: %q
+%s
 apply:
   batch_size: 200
   linger: 10ms
@@ -145,7 +147,7 @@ targets:
   - {name: %s, dsn: %q, schema_version: 2, listen: %q}
   - {name: %s, dsn: %q, schema_version: 2, listen: %q}
 log: {level: info}
-`, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraApply,
+`, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
 		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {

@@ -231,3 +231,23 @@ func runStack(stack string, args ...string) (string, error) {
 	out, err := execOutput(ctx, stack, args...)
 	return out, err
 }
+
+// TestRateLimitedRequestsAppendNothing limits each key to 500 events/s and
+// publishes 3,000 as fast as possible: ingest must answer 429 to the excess,
+// loadgen retries after Retry-After, and the topic ends with exactly the
+// 3,000 events, none appended twice by a refused request.
+func TestRateLimitedRequestsAppendNothing(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{extraIngest: "  rate_per_key: 500"})
+	p.startIngest()
+	res := p.loadgen("--events", "3000", "--duplicates", "0", "--batch", "100", "--concurrency", "4")
+	if res.Accepted != 3000 || res.Failed != 0 {
+		t.Fatalf("loadgen: %+v", res)
+	}
+	if res.Non2xx == 0 {
+		t.Fatal("no request was refused: the limit is not enforced")
+	}
+	if n := p.topicEnd(); n != 3000 {
+		t.Fatalf("the topic holds %d records, want exactly 3000", n)
+	}
+	t.Logf("%d requests were answered 429 and retried", res.Non2xx)
+}

@@ -22,21 +22,28 @@ func newKeyring(keys []string) keyring {
 }
 
 // allows reports whether the Authorization header carries one of the keys.
-// It compares against every key, whatever the outcome, so that timing says
-// nothing about which key (or how much of it) matched.
 func (k keyring) allows(authorization string) bool {
+	_, ok := k.match(authorization)
+	return ok
+}
+
+// match returns the digest of the key the Authorization header carries, if
+// it is one of the keys. It compares against every key, whatever the
+// outcome, so that timing says nothing about which key (or how much of it)
+// matched.
+func (k keyring) match(authorization string) ([sha256.Size]byte, bool) {
 	scheme, token, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+		return [sha256.Size]byte{}, false
 	}
 	token = strings.TrimSpace(token)
 	if token == "" {
-		return false
+		return [sha256.Size]byte{}, false
 	}
 	got := sha256.Sum256([]byte(token))
 	match := 0
 	for i := range k.digests {
 		match |= subtle.ConstantTimeCompare(got[:], k.digests[i][:])
 	}
-	return match == 1
+	return got, match == 1
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,6 +35,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// RetryAfter is the Retry-After sent with 503. Default 1s.
 	RetryAfter time.Duration
+	// RatePerKey limits each key to this many events per second, with a
+	// burst of MaxEvents (or the rate, if larger); over it the answer is 429
+	// with Retry-After and nothing is appended. 0, the default: unlimited.
+	RatePerKey float64
 }
 
 // Validate reports the first field at fault.
@@ -46,7 +51,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: ingest.keys[%d]: a key must be at least 16 characters", ErrInvalidConfig, i)
 		}
 	}
-	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 {
+	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 {
 		return fmt.Errorf("%w: ingest limits must not be negative", ErrInvalidConfig)
 	}
 	return nil
@@ -71,6 +76,7 @@ func (c *Config) setDefaults() {
 type Handler struct {
 	cfg     Config
 	keys    keyring
+	limits  *keyLimits
 	out     Appender
 	metrics *Metrics
 	log     *slog.Logger
@@ -86,7 +92,8 @@ func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, keys: newKeyring(cfg.Keys), out: out, metrics: metrics, log: log, now: time.Now}, nil
+	return &Handler{cfg: cfg, keys: newKeyring(cfg.Keys), limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
+		out: out, metrics: metrics, log: log, now: time.Now}, nil
 }
 
 // errorBody is the one shape of every error answer. Index is present only
@@ -143,7 +150,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(r *http.Request) (answer, int) {
-	if !h.keys.allows(r.Header.Get("Authorization")) {
+	key, ok := h.keys.match(r.Header.Get("Authorization"))
+	if !ok {
 		a := fail(http.StatusUnauthorized, "missing or invalid API key (send Authorization: Bearer <key>)")
 		a.header = map[string]string{"WWW-Authenticate": `Bearer realm="sluice"`}
 		return a, 0
@@ -176,6 +184,11 @@ func (h *Handler) serve(r *http.Request) (answer, int) {
 	}
 	if len(events) > h.cfg.MaxEvents {
 		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events is more than the limit of %d per request", len(events), h.cfg.MaxEvents)), 0
+	}
+	if wait := h.limits.take(key, len(events), h.now()); wait > 0 {
+		a := fail(http.StatusTooManyRequests, fmt.Sprintf("this key may publish %g events per second; retry after %v", h.cfg.RatePerKey, wait.Round(time.Millisecond)))
+		a.header = map[string]string{"Retry-After": strconv.Itoa(int(math.Ceil(wait.Seconds())))}
+		return a, 0
 	}
 
 	msgs := make([]kafka.Message, len(events))

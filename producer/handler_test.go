@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -197,6 +199,57 @@ func TestKeyringComparesWholeKeys(t *testing.T) {
 	} {
 		if got := k.allows(header); got != want {
 			t.Errorf("allows(%q) = %v, want %v", header, got, want)
+		}
+	}
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	out := &recordingAppender{}
+	const other = "other-key-0123456789abcdef"
+	h, _ := newTestHandler(t, out, Config{Keys: []string{testKey, other}, RatePerKey: 100, MaxEvents: 500})
+	clock := time.Unix(1_700_000_000, 0)
+	h.now = func() time.Time { return clock }
+	batch := func(n int) string {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"specversion":"1.0","id":"%d","source":"s","type":"t"}`, i)
+		}
+		return b.String() + "]"
+	}
+	send := func(key string, n int) *httptest.ResponseRecorder {
+		return post(h, "application/json", "Bearer "+key, batch(n))
+	}
+	if rec := send(testKey, 500); rec.Code != 202 {
+		t.Fatalf("the burst (500 events) was refused: %d %s", rec.Code, rec.Body)
+	}
+	rec := send(testKey, 10)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if len(out.msgs) != 500 {
+		t.Fatalf("a refused request appended records: %d in all", len(out.msgs))
+	}
+	if rec := send(other, 10); rec.Code != 202 {
+		t.Fatalf("another key was limited by the first one's traffic: %d", rec.Code)
+	}
+	clock = clock.Add(time.Second) // 100 more events' worth
+	if rec := send(testKey, 100); rec.Code != 202 {
+		t.Fatalf("after a second the bucket holds 100 events again, but: %d %s", rec.Code, rec.Body)
+	}
+	if rec := send(testKey, 1); rec.Code != 429 {
+		t.Fatalf("the bucket should be empty again: %d", rec.Code)
+	}
+}
+
+func TestNoRateLimitByDefault(t *testing.T) {
+	h, _ := newTestHandler(t, &recordingAppender{}, Config{MaxEvents: 10})
+	for i := range 200 {
+		if rec := post(h, "application/json", "Bearer "+testKey, ev1); rec.Code != 202 {
+			t.Fatalf("request %d: %d", i, rec.Code)
 		}
 	}
 }

@@ -51,6 +51,7 @@ type ingestConfig struct {
 	MaxEvents    int      `yaml:"max_events"`
 	WriteTimeout duration `yaml:"write_timeout"`
 	Linger       duration `yaml:"linger"`
+	RatePerKey   float64  `yaml:"rate_per_key"`
 }
 
 type applyConfig struct {

@@ -52,6 +52,7 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		MaxEvents:    cfg.Ingest.MaxEvents,
 		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
+		RatePerKey:   cfg.Ingest.RatePerKey,
 	}, writer, producer.NewMetrics(reg), log)
 	if err != nil {
 		if errors.Is(err, producer.ErrInvalidConfig) {
