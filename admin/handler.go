@@ -76,8 +76,16 @@ func NewHandler(cfg Config) (*Handler, error) {
 // Close releases the handler's Kafka connections.
 func (h *Handler) Close() error { return h.ctl.Close() }
 
+// requestTimeout bounds each admin request: Kafka or a target that does not
+// answer gets a 502 instead of a request that hangs.
+const requestTimeout = 2 * time.Minute
+
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	h.mux.ServeHTTP(w, r.WithContext(ctx))
+}
 
 type apiError struct {
 	Errors []struct {

@@ -72,7 +72,7 @@ func (a *Applier) breakerChanged(from, to BreakerState) {
 	case BreakerOpen:
 		a.log.Warn("breaker open: applying nothing to this target until a probe succeeds",
 			"from", from.String(), "consecutive_failures", a.cfg.TripAfter)
-		go a.pool.Reset()
+		a.pool.Reset() // never blocks: idle sessions are closed in the background, and Close waits for them
 	case BreakerHalfOpen:
 		a.log.Info("breaker half-open: probing with one batch")
 	case BreakerClosed:
@@ -157,7 +157,7 @@ func (a *Applier) obey(s DesiredState) {
 	}
 	if s.Paused && !prev.Paused {
 		a.log.Warn("paused by operator", "by", s.By)
-		go a.pool.Reset() // a paused applier holds no session
+		a.pool.Reset() // a paused applier holds no session
 	}
 	if !s.Paused && prev.Paused {
 		a.log.Info("resumed by operator", "by", s.By)

@@ -123,7 +123,7 @@ func (c *Config) setDefaults() {
 		c.ControlTopic = ControlTopic
 	}
 	if c.DLQTopic == "" {
-		c.DLQTopic = "sluice.dlq." + c.Target
+		c.DLQTopic = DLQTopic(c.Target)
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 2
@@ -154,6 +154,9 @@ func (c *Config) setDefaults() {
 		c.now = time.Now
 	}
 }
+
+// DLQTopic is the dead-letter topic of a target.
+func DLQTopic(target string) string { return "sluice.dlq." + target }
 
 // GroupID is the consumer group of the target's appliers.
 func GroupID(target string) string { return "sluice-apply-" + target }

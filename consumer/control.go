@@ -88,33 +88,52 @@ func (c *Control) Topic() string { return c.topic }
 // Current reads the control topic to its end and returns each target's
 // latest desired state.
 func (c *Control) Current(ctx context.Context) (map[string]DesiredState, error) {
-	resp, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{c.topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
-	if err != nil {
+	states := map[string]DesiredState{}
+	err := readToEnd(ctx, c.brokers, c.topic, 0, func(m kafka.Message) { applyControlRecord(states, m) })
+	if err != nil && !errors.Is(err, errNoTopic) {
 		return nil, fmt.Errorf("read %s: %w", c.topic, err)
 	}
-	parts := resp.Topics[c.topic]
+	return states, nil
+}
+
+// errNoTopic is returned by readToEnd when the topic does not exist yet.
+var errNoTopic = errors.New("topic does not exist")
+
+// readToEnd reads partition 0 of a single-partition topic (the control
+// topic, a DLQ) from offset from (or its start, if later) up to the end it
+// has now, passing each record to fn.
+func readToEnd(ctx context.Context, brokers []string, topic string, from int64, fn func(kafka.Message)) error {
+	// A transport of its own: the process-wide default caches metadata,
+	// which goes stale across a broker restart.
+	tr := &kafka.Transport{MetadataTTL: time.Second}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
+	if err != nil {
+		return err
+	}
+	parts := resp.Topics[topic]
 	if len(parts) != 1 || parts[0].Error != nil {
-		return nil, fmt.Errorf("read %s: %v", c.topic, parts)
+		return fmt.Errorf("%w: %s", errNoTopic, topic)
 	}
-	start, end := parts[0].FirstOffset, parts[0].LastOffset
-	states := map[string]DesiredState{}
-	if end <= start {
-		return states, nil
+	from, end := max(from, parts[0].FirstOffset), parts[0].LastOffset
+	if from >= end {
+		return nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: c.brokers, Topic: c.topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		return nil, err
+	if err := r.SetOffset(from); err != nil {
+		return err
 	}
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", c.topic, err)
+			return err
 		}
-		applyControlRecord(states, m)
+		fn(m)
 		if m.Offset >= end-1 {
-			return states, nil
+			return nil
 		}
 	}
 }

@@ -2,9 +2,9 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
@@ -32,8 +32,6 @@ type DLQConfig struct {
 	// All lists every record, not only those after the replay cursor.
 	All bool
 }
-
-func dlqTopicOf(target string) string { return "sluice.dlq." + target }
 
 // dlqPool is a small pool for ctl, with the same session timeouts as the
 // applier's.
@@ -64,7 +62,7 @@ func ListDLQ(ctx context.Context, c DLQConfig) ([]DeadLetter, error) {
 // dlqCursor is how far DLQ replays got: the target's offsets row for its
 // DLQ topic (0 before the first replay).
 func dlqCursor(ctx context.Context, pool *pgxpool.Pool, target string) (int64, error) {
-	o, err := loadOffset(ctx, pool, dlqTopicOf(target), 0)
+	o, err := loadOffset(ctx, pool, DLQTopic(target), 0)
 	if err != nil {
 		return 0, fmt.Errorf("target %s: read the DLQ cursor: %w", target, err)
 	}
@@ -72,41 +70,12 @@ func dlqCursor(ctx context.Context, pool *pgxpool.Pool, target string) (int64, e
 }
 
 func readDLQ(ctx context.Context, brokers []string, target string, from int64) ([]DeadLetter, error) {
-	topic := dlqTopicOf(target)
-	// A transport of its own: the process-wide default caches metadata,
-	// which goes stale across a broker restart.
-	transport := &kafka.Transport{MetadataTTL: time.Second}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	parts := resp.Topics[topic]
-	if len(parts) != 1 || parts[0].Error != nil {
+	var out []DeadLetter
+	err := readToEnd(ctx, brokers, DLQTopic(target), from, func(m kafka.Message) { out = append(out, deadLetterOf(m)) })
+	if errors.Is(err, errNoTopic) {
 		return nil, nil // no DLQ yet: nothing was ever dead-lettered
 	}
-	from = max(from, parts[0].FirstOffset)
-	end := parts[0].LastOffset
-	if from >= end {
-		return nil, nil
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(from); err != nil {
-		return nil, err
-	}
-	var out []DeadLetter
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
-		}
-		out = append(out, deadLetterOf(m))
-		if m.Offset >= end-1 {
-			return out, nil
-		}
-	}
+	return out, err
 }
 
 func deadLetterOf(m kafka.Message) DeadLetter {
@@ -156,12 +125,12 @@ func ReplayDLQ(ctx context.Context, c DLQConfig) (ReplayResult, error) {
 	if err != nil {
 		return res, err
 	}
-	a := &Applier{cfg: Config{Target: c.Target, Brokers: c.Brokers, DLQTopic: dlqTopicOf(c.Target)}}
+	a := &Applier{cfg: Config{Target: c.Target, Brokers: c.Brokers, DLQTopic: DLQTopic(c.Target)}}
 	a.cfg.setDefaults()
 	a.dlq = newDLQWriter(a.cfg)
 	defer a.dlq.Close()
 	for _, d := range pending {
-		cur := cursor{topic: dlqTopicOf(c.Target), partition: 0, next: d.DLQOffset + 1}
+		cur := cursor{topic: DLQTopic(c.Target), partition: 0, next: d.DLQOffset + 1}
 		orig := d.msg
 		orig.Partition, orig.Offset = d.OriginalPartition, d.OriginalOffset
 		rec := decodeRecord(orig)

@@ -31,7 +31,16 @@ Commands:
 Run 'sluice ctl <command> --help' for its flags.
 `
 
+// ctlTimeout bounds every ctl command but status --watch: an operator is
+// told that Kafka or a target does not answer instead of waiting forever.
+const ctlTimeout = 2 * time.Minute
+
 func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !(args[0] == "status" && contains(args, "--watch")) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ctlTimeout)
+		defer cancel()
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, ctlUsage)
 		return fmt.Errorf("%w: ctl needs a command", errUsage)
@@ -180,3 +189,12 @@ func printStatus(w io.Writer, views []admin.TargetView) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func contains(args []string, s string) bool {
+	for _, a := range args {
+		if a == s || a == s+"=true" {
+			return true
+		}
+	}
+	return false
+}

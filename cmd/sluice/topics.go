@@ -102,7 +102,7 @@ func controlTopic() topicSpec {
 }
 
 func dlqTopic(target string) topicSpec {
-	return topicSpec{name: "sluice.dlq." + target, partitions: 1, config: map[string]string{"retention.ms": "-1"}}
+	return topicSpec{name: consumer.DLQTopic(target), partitions: 1, config: map[string]string{"retention.ms": "-1"}}
 }
 
 // ensureTopicsRetrying keeps trying until it succeeds or ctx ends: a broker
