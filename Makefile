@@ -2,7 +2,7 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 STACK := deploy/local/stack
-GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./admin/... ./cmd/...
+GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./control/... ./operations/... ./admin/... ./internal/... ./cmd/...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -32,7 +32,11 @@ lint: ## go vet and gofmt
 
 .PHONY: unit
 unit: ## unit tests (no services), with the race detector
-	go test -race -count=1 $(GO_PACKAGES)
+	go test -race -short -count=1 $(GO_PACKAGES)
+
+.PHONY: layer
+layer: up ## each package's tests against the real Kafka and PostgreSQL of the local stack (seconds, not minutes)
+	eval "$$($(STACK) env)"; go test -race -count=1 -timeout 10m $(GO_PACKAGES)
 
 .PHONY: integration
 integration: up ## end-to-end tests against the local stack
@@ -45,7 +49,7 @@ compose-check: ## validate docker-compose.yml (with Debian's docker-compose when
 
 .PHONY: bench
 bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go producer, COPY)
-	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./consumer/ | tee .stack/bench.txt
+	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./internal/targetdb/ | tee .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
 	deploy/bench-ratios .stack/bench.txt
 
@@ -54,4 +58,4 @@ prometheus-check: ## promtool: Prometheus config, alert rules and their unit tes
 	deploy/check-prometheus
 
 .PHONY: test
-test: lint unit prometheus-check compose-check integration ## everything: lint, unit, alerts, compose, end-to-end
+test: lint unit layer prometheus-check compose-check integration ## everything: lint, unit, layer, alerts, compose, end-to-end

@@ -1,11 +1,11 @@
-// Package admin owns the operator's view of a sluice deployment and the
-// actions on it, as served over HTTP by `sluice ingest`: status across
-// targets (desired state, applier, breaker, lag, blocking sessions), pause,
-// resume, rewind, dead letters and verify, behind an admin token that is
-// never an ingest key; and the status page at /ui, whose assets are
-// embedded. `sluice ctl` uses the same Status.
+// Package admin serves the operator's API over HTTP, on `sluice ingest`:
+// status across targets (desired state, applier replicas, breakers, lag,
+// blocking sessions), pause, resume, rewind, dead letters and verify, behind
+// an admin token that is never an ingest key; and the status page at /ui,
+// whose assets are embedded. It is a face of package operations, as
+// `sluice ctl` is the other; it never imports the applier.
 //
-//	h, err := admin.NewHandler(admin.Config{Brokers: b, Topic: t, Targets: ts, Token: tok})
+//	h, err := admin.NewHandler(admin.Config{Ops: ops, Token: tok, IngestKeys: keys})
 //	mux.Handle("/v1/admin/", h)
 //	mux.Handle("/ui/", h)
 package admin

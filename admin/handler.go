@@ -11,10 +11,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/consumer"
+	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/deadletter"
+	"github.com/sluicehq/sluice/operations"
 )
 
 //go:embed ui
@@ -25,9 +28,8 @@ var ErrInvalidConfig = errors.New("invalid admin configuration")
 
 // Config configures the admin API.
 type Config struct {
-	Brokers []string
-	Topic   string
-	Targets []Target
+	// Ops carries out what the API is asked. Required.
+	Ops *operations.Ops
 	// Token is the admin bearer token: at least 16 characters, and never
 	// one of IngestKeys (a publisher must not be able to pause a target).
 	Token      string
@@ -40,26 +42,28 @@ type Handler struct {
 	cfg   Config
 	token [sha256.Size]byte
 	mux   *http.ServeMux
-	ctl   *consumer.Control
+	ops   *operations.Ops
 	log   *slog.Logger
 }
 
-// NewHandler validates cfg and returns the admin handler. Close it to
-// release its Kafka connections.
+// NewHandler validates cfg and returns the admin handler.
 func NewHandler(cfg Config) (*Handler, error) {
+	if cfg.Ops == nil {
+		return nil, fmt.Errorf("%w: Ops is required", ErrInvalidConfig)
+	}
 	if len(cfg.Token) < 16 {
-		return nil, fmt.Errorf("%w: ingest.admin_token must be at least 16 characters", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: the admin token must be at least 16 characters", ErrInvalidConfig)
 	}
 	for _, k := range cfg.IngestKeys {
 		if subtle.ConstantTimeCompare([]byte(k), []byte(cfg.Token)) == 1 {
-			return nil, fmt.Errorf("%w: ingest.admin_token must not be one of the ingest keys", ErrInvalidConfig)
+			return nil, fmt.Errorf("%w: the admin token must not be one of the ingest keys", ErrInvalidConfig)
 		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token)), mux: http.NewServeMux(),
-		ctl: consumer.NewControl(cfg.Brokers, ""), log: cfg.Logger}
+		ops: cfg.Ops, log: cfg.Logger}
 	h.mux.HandleFunc("GET /v1/admin/targets", h.authed(h.status))
 	h.mux.HandleFunc("POST /v1/admin/targets/{target}/pause", h.authed(h.pause(true)))
 	h.mux.HandleFunc("POST /v1/admin/targets/{target}/resume", h.authed(h.pause(false)))
@@ -72,9 +76,6 @@ func NewHandler(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
 	return h, nil
 }
-
-// Close releases the handler's Kafka connections.
-func (h *Handler) Close() error { return h.ctl.Close() }
 
 // requestTimeout bounds each admin request: Kafka or a target that does not
 // answer gets a 502 instead of a request that hangs.
@@ -121,22 +122,19 @@ func (h *Handler) authed(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (h *Handler) target(w http.ResponseWriter, name string) (Target, bool) {
-	var names []string
-	for _, t := range h.cfg.Targets {
-		if t.Name == name {
-			return t, true
-		}
-		names = append(names, t.Name)
+func (h *Handler) target(w http.ResponseWriter, name string) (operations.Target, bool) {
+	t, err := h.ops.Target(name)
+	if err != nil {
+		fail(w, http.StatusNotFound, err.Error())
+		return t, false
 	}
-	fail(w, http.StatusNotFound, fmt.Sprintf("unknown target %q (configured: %s)", name, strings.Join(names, ", ")))
-	return Target{}, false
+	return t, true
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
-	views, err := Status(ctx, h.cfg.Brokers, h.cfg.Topic, h.cfg.Targets)
+	views, err := h.ops.Status(ctx)
 	if err != nil {
 		fail(w, http.StatusBadGateway, err.Error())
 		return
@@ -152,7 +150,11 @@ func (h *Handler) pause(paused bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		changed, err := h.ctl.SetPaused(r.Context(), t.Name, paused, by(r))
+		changed, err := h.ops.Control().SetPaused(r.Context(), t.Name, paused, by(r))
+		if errors.Is(err, control.ErrConflict) {
+			fail(w, http.StatusConflict, err.Error())
+			return
+		}
 		if err != nil {
 			fail(w, http.StatusBadGateway, err.Error())
 			return
@@ -179,11 +181,13 @@ func (h *Handler) rewind(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "body must be {\"to_time\": RFC 3339} or {\"to_offset\": \"earliest\"|N}: "+err.Error())
 		return
 	}
-	rw, err := h.ctl.IssueRewind(r.Context(), t.Name, h.cfg.Topic, consumer.RewindRequest{ToTime: body.ToTime, ToOffset: body.ToOffset}, by(r))
+	rw, err := h.ops.Control().IssueRewind(r.Context(), t.Name, h.ops.EventsTopic(), control.RewindRequest{ToTime: body.ToTime, ToOffset: body.ToOffset}, by(r))
 	switch {
-	case errors.Is(err, consumer.ErrBadRewind):
+	case errors.Is(err, control.ErrBadRewind):
 		fail(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, consumer.ErrBeforeRetention):
+	case errors.Is(err, control.ErrConflict):
+		fail(w, http.StatusConflict, err.Error())
+	case errors.Is(err, control.ErrBeforeRetention):
 		fail(w, http.StatusUnprocessableEntity, err.Error())
 	case err != nil:
 		fail(w, http.StatusBadGateway, err.Error())
@@ -198,13 +202,13 @@ func (h *Handler) dlqList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := consumer.ListDLQ(r.Context(), consumer.DLQConfig{Target: t.Name, Brokers: h.cfg.Brokers, DSN: t.DSN, All: r.URL.Query().Get("all") != ""})
+	list, err := h.ops.ListDLQ(r.Context(), t.Name, r.URL.Query().Get("all") != "")
 	if err != nil {
 		fail(w, http.StatusBadGateway, err.Error())
 		return
 	}
 	if list == nil {
-		list = []consumer.DeadLetter{}
+		list = []deadletter.Letter{}
 	}
 	writeJSON(w, http.StatusOK, list)
 }
@@ -214,7 +218,7 @@ func (h *Handler) dlqReplay(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := consumer.ReplayDLQ(r.Context(), consumer.DLQConfig{Target: t.Name, Brokers: h.cfg.Brokers, DSN: t.DSN})
+	res, err := h.ops.ReplayDLQ(r.Context(), t.Name)
 	if err != nil {
 		fail(w, http.StatusBadGateway, err.Error())
 		return
@@ -232,7 +236,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	vc := consumer.VerifyConfig{A: a.Name, B: b.Name, DSNA: a.DSN, DSNB: b.DSN}
+	vc := operations.VerifyRequest{A: a.Name, B: b.Name}
 	for name, dst := range map[string]*time.Time{"from": &vc.From, "to": &vc.To} {
 		if s := q.Get(name); s != "" {
 			t, err := time.Parse(time.RFC3339Nano, s)
@@ -243,6 +247,14 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 			*dst = t
 		}
 	}
+	if s := q.Get("keys"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			fail(w, http.StatusBadRequest, fmt.Sprintf("keys=%q is not a non-negative number", s))
+			return
+		}
+		vc.Keys = n
+	}
 	if s := q.Get("bucket"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -251,7 +263,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		}
 		vc.Bucket = d
 	}
-	res, err := consumer.Verify(r.Context(), vc)
+	res, err := h.ops.Verify(r.Context(), vc)
 	if err != nil {
 		fail(w, http.StatusBadGateway, err.Error())
 		return

@@ -6,25 +6,32 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/operations"
 )
 
 const adminToken = "admin-token-0123456789"
 
 func newTestHandler(t *testing.T) *Handler {
 	t.Helper()
-	h, err := NewHandler(Config{Brokers: []string{"127.0.0.1:1"}, Topic: "sluice.events", Token: adminToken,
-		IngestKeys: []string{"ingest-key-0123456789"}, Targets: []Target{{Name: "a"}, {Name: "b"}}})
+	cluster := kafkaadmin.New(kafkaadmin.Config{Brokers: []string{"127.0.0.1:1"}})
+	ops := operations.New(operations.Config{Cluster: cluster, Targets: []operations.Target{{Name: "a"}, {Name: "b"}}})
+	t.Cleanup(func() { ops.Close(); cluster.Close() })
+	h, err := NewHandler(Config{Ops: ops, Token: adminToken, IngestKeys: []string{"ingest-key-0123456789"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
 	return h
 }
 
 func TestTheAdminTokenMustBeItsOwn(t *testing.T) {
+	ops := operations.New(operations.Config{Cluster: kafkaadmin.New(kafkaadmin.Config{Brokers: []string{"127.0.0.1:1"}})})
+	defer ops.Close()
 	for name, cfg := range map[string]Config{
-		"a short token":          {Token: "short"},
-		"an ingest key as token": {Token: "ingest-key-0123456789", IngestKeys: []string{"ingest-key-0123456789"}},
+		"no operations":          {Token: "admin-token-0123456789"},
+		"a short token":          {Ops: ops, Token: "short"},
+		"an ingest key as token": {Ops: ops, Token: "ingest-key-0123456789", IngestKeys: []string{"ingest-key-0123456789"}},
 	} {
 		if _, err := NewHandler(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)

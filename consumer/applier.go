@@ -2,32 +2,40 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/schema"
 )
 
 // Applier applies the events topic to one target. Create it with New and
 // run it with Run; its methods are safe for concurrent use.
 type Applier struct {
-	cfg  Config
-	pool *pgxpool.Pool
-	dlq  *kafka.Writer
-	m    *metrics
-	log  *slog.Logger
+	cfg     Config
+	cluster *kafkaadmin.Cluster
+	plane   *control.Plane
+	pool    *pgxpool.Pool
+	dlq     *kafka.Writer
+	m       *metrics
+	log     *slog.Logger
 
 	breaker    *breaker
 	partitions partitionSet
 	ctrl       *controlView
-	createdAt  time.Time // when the target was first migrated
+	report     *reporter
+	limit      *batchLimit
+	createdAt  time.Time   // when the target was first migrated
+	joined     atomic.Bool // a generation has assigned this replica its partitions
 }
 
 // New validates cfg, fills its defaults and returns an Applier. It opens no
@@ -40,21 +48,28 @@ func New(cfg Config) (*Applier, error) {
 	if cfg.SchemaVersion == 0 {
 		cfg.SchemaVersion = schema.LatestVersion()
 	}
-	pool, err := newPool(cfg)
+	pool, err := targetdb.NewPool(cfg.DSN, cfg.session(), cfg.MaxConns)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: target %s: %v", ErrInvalidConfig, cfg.Target, err)
 	}
 	a := &Applier{
-		cfg:  cfg,
-		pool: pool,
-		dlq:  newDLQWriter(cfg),
-		m:    newMetrics(cfg.Registerer, cfg.Target),
-		log:  cfg.Logger.With("target", cfg.Target),
-		ctrl: newControlView(),
+		cfg:     cfg,
+		cluster: cfg.Cluster,
+		plane:   control.New(cfg.Cluster),
+		pool:    pool,
+		dlq:     newDLQWriter(cfg),
+		m:       newMetrics(cfg.Registerer, cfg.Target),
+		log:     cfg.Logger.With("target", cfg.Target),
+		ctrl:    newControlView(),
 	}
 	registerPoolStats(cfg.Registerer, cfg.Target, func() (int32, int32, int32) {
 		st := pool.Stat()
 		return st.AcquiredConns(), st.IdleConns(), st.MaxConns()
+	})
+	a.report = newReporter(a)
+	a.limit = newBatchLimit(cfg.BatchSize, cfg.StatementTimeout/4, func(n int) {
+		a.m.batchLimit.Set(float64(n))
+		a.report.changed()
 	})
 	a.breaker = newBreaker(breakerConfig{
 		name: cfg.Target, tripAfter: cfg.TripAfter,
@@ -68,6 +83,7 @@ func New(cfg Config) (*Applier, error) {
 // session: an open breaker holds nothing on its database.
 func (a *Applier) breakerChanged(from, to BreakerState) {
 	a.m.breakerState.Set(float64(to))
+	a.report.changed()
 	switch to {
 	case BreakerOpen:
 		a.log.Warn("breaker open: applying nothing to this target until a probe succeeds",
@@ -80,145 +96,52 @@ func (a *Applier) breakerChanged(from, to BreakerState) {
 	}
 }
 
-// followControl tails the control topic for this target's desired state,
-// closing read once it has read the topic to the end at start.
-func (a *Applier) followControl(ctx context.Context, read chan<- struct{}) {
-	announced := false
-	announce := func() {
-		if !announced {
-			announced = true
-			close(read)
-		}
-	}
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		err := a.tailControl(ctx, announce)
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("reading the control topic failed; retrying", "topic", a.cfg.ControlTopic, "err", err)
-		sleep(ctx, a.backoff(attempt))
-	}
-}
-
-func (a *Applier) tailControl(ctx context.Context, caughtUp func()) error {
-	c := NewControl(a.cfg.Brokers, a.cfg.ControlTopic)
-	defer c.Close()
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	resp, err := c.client.ListOffsets(lctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{a.cfg.ControlTopic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
-	cancel()
-	if err != nil {
-		return err
-	}
-	parts := resp.Topics[a.cfg.ControlTopic]
-	if len(parts) != 1 || parts[0].Error != nil {
-		return fmt.Errorf("list offsets of %s: %v", a.cfg.ControlTopic, parts)
-	}
-	start, end := parts[0].FirstOffset, parts[0].LastOffset
-	if end <= start {
-		caughtUp()
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.cfg.Brokers, Topic: a.cfg.ControlTopic, Partition: 0,
-		MaxWait: 200 * time.Millisecond, // how fast a replica obeys an operator
-		Logger:  kafkaLogger(a.log, slog.LevelDebug), ErrorLogger: kafkaLogger(a.log, slog.LevelWarn),
-	})
-	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		return err
-	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			return err
-		}
-		if string(m.Key) == a.cfg.Target && m.Value != nil {
-			var s DesiredState
-			if err := json.Unmarshal(m.Value, &s); err != nil {
-				a.log.Error("unreadable desired state in the control topic; ignoring it", "offset", m.Offset, "err", err)
-			} else {
-				a.obey(s)
-			}
-		}
-		if m.Offset >= end-1 {
-			caughtUp()
-		}
-	}
-}
-
-// obey makes s the desired state every worker follows.
-func (a *Applier) obey(s DesiredState) {
-	prev, _ := a.ctrl.get()
-	a.ctrl.set(s)
-	if s.Paused {
-		a.m.paused.Set(1)
-	} else {
-		a.m.paused.Set(0)
-	}
-	if s.Paused && !prev.Paused {
-		a.log.Warn("paused by operator", "by", s.By)
-		a.pool.Reset() // a paused applier holds no session
-	}
-	if !s.Paused && prev.Paused {
-		a.log.Info("resumed by operator", "by", s.By)
-	}
-	if s.Rewind != nil && (prev.Rewind == nil || prev.Rewind.ID != s.Rewind.ID) {
-		a.log.Warn("rewind requested by operator", "rewind", s.Rewind.ID, "by", s.By, "offsets", s.Rewind.Offsets)
-	}
-}
-
-// BreakerState reports the target's breaker state.
-func (a *Applier) BreakerState() BreakerState { return a.breaker.State() }
-
 // Ping checks that the target database answers, for readiness probes.
 func (a *Applier) Ping(ctx context.Context) error { return a.pool.Ping(ctx) }
 
-// Run joins the consumer group and applies until ctx ends. Stopping waits,
-// in this order, for: every partition worker to stop fetching and finish (or,
-// past ApplyTimeout, abandon) its in-flight batch; the group to be left; the
-// DLQ writer to flush; the pool to close. An abandoned batch was not
-// committed, so it is replayed by whoever gets the partition next.
+// Run joins the consumer group and applies until ctx ends.
+//
+// Stopping happens in this order, each step waiting for the one before:
+//  1. the group's partition workers stop fetching and finish (or, past
+//     ApplyTimeout, abandon) their in-flight batch — an abandoned batch was
+//     not committed, so whoever gets the partition next replays it;
+//  2. the group is left (group.Close waits for the workers);
+//  3. the lag monitor, the status reporter (which writes the replica's
+//     tombstone) and the control follower stop;
+//  4. the DLQ writer flushes, the control plane's writers close, the pool
+//     closes.
 func (a *Applier) Run(ctx context.Context) error {
-	defer a.pool.Close()
-	defer a.dlq.Close()
+	background := newRunGroup(context.WithoutCancel(ctx))
+	defer func() {
+		background.stop() // step 3
+		_ = a.dlq.Close() // step 4
+		_ = a.plane.Close()
+		a.pool.Close()
+	}()
+	background.run(a.report.run)
+	background.run(a.monitorLag)
 	if err := a.waitForSchema(ctx); err != nil {
 		return err
 	}
 	// The desired state comes first: a restarted replica must know it is
 	// paused (or rewinding) before it fetches anything.
 	controlRead := make(chan struct{})
-	controlCtx, stopControl := context.WithCancel(context.WithoutCancel(ctx))
-	controlDone := make(chan struct{})
-	go func() { defer close(controlDone); a.followControl(controlCtx, controlRead) }()
-	defer func() { stopControl(); <-controlDone }() // after the workers are gone
+	background.run(func(ctx context.Context) { a.followControl(ctx, controlRead) })
 	select {
 	case <-controlRead:
 	case <-ctx.Done():
 		return nil
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                GroupID(a.cfg.Target),
-		Brokers:           a.cfg.Brokers,
-		Topics:            []string{a.cfg.Topic},
-		StartOffset:       kafka.FirstOffset, // a new target backfills from the start of the log
-		SessionTimeout:    a.cfg.SessionTimeout,
-		RebalanceTimeout:  a.cfg.SessionTimeout,
-		HeartbeatInterval: a.cfg.SessionTimeout / 10,
-		JoinGroupBackoff:  time.Second,
-		Logger:            kafkaLogger(a.log, slog.LevelDebug),
-		ErrorLogger:       kafkaLogger(a.log, slog.LevelWarn),
+	group, err := a.cluster.NewConsumerGroup(kafkaadmin.GroupConfig{
+		ID: kafkaadmin.GroupID(a.cfg.Target), Topics: []string{a.cfg.Topic},
+		SessionTimeout: a.cfg.SessionTimeout, Logger: a.log,
 	})
 	if err != nil {
-		return fmt.Errorf("join consumer group %s: %w", GroupID(a.cfg.Target), err)
+		return fmt.Errorf("join consumer group %s: %w", kafkaadmin.GroupID(a.cfg.Target), err)
 	}
-	defer group.Close() // runs first: waits for the partition workers
+	defer group.Close() // steps 1 and 2: runs before the deferred stop above
 
-	monitorCtx, stopMonitor := context.WithCancel(context.WithoutCancel(ctx))
-	monitorDone := make(chan struct{})
-	go func() { defer close(monitorDone); a.monitorLag(monitorCtx) }()
-	defer func() { stopMonitor(); <-monitorDone }() // runs before group.Close: the monitor only reads
-
-	a.log.Info("applier started", "group", GroupID(a.cfg.Target), "topic", a.cfg.Topic)
+	a.log.Info("applier started", "group", kafkaadmin.GroupID(a.cfg.Target), "topic", a.cfg.Topic, "replica", a.cfg.Replica)
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -234,100 +157,78 @@ func (a *Applier) Run(ctx context.Context) error {
 		for i, p := range assigned {
 			ids[i] = p.ID
 		}
+		a.joined.Store(true)
 		a.log.Info("partitions assigned", "generation", gen.ID, "partitions", ids)
 		for _, p := range assigned {
-			gen.Start(func(gctx context.Context) { a.runPartition(gctx, gen, p) })
+			gen.Start(func(gctx context.Context) { a.runPartition(gctx, gen, p.ID, p.Offset) })
 		}
 	}
 }
 
+// runGroup owns the applier's background goroutines: each runs until stop,
+// which cancels them all and waits for every one.
+type runGroup struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   []chan struct{}
+}
+
+func newRunGroup(parent context.Context) *runGroup {
+	ctx, cancel := context.WithCancel(parent)
+	return &runGroup{ctx: ctx, cancel: cancel}
+}
+
+func (g *runGroup) run(fn func(context.Context)) {
+	done := make(chan struct{})
+	g.done = append(g.done, done)
+	go func() { defer close(done); fn(g.ctx) }()
+}
+
+func (g *runGroup) stop() {
+	g.cancel()
+	for _, d := range g.done {
+		<-d
+	}
+}
+
 // waitForSchema waits until the target answers, then refuses to go on
-// unless it is at the configured schema version.
+// unless it is at the configured schema version. Asking goes through the
+// breaker like any other use of the target, so a target that is down at
+// start shows an open breaker, not a closed one.
 func (a *Applier) waitForSchema(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
-		v, err := schema.CurrentVersion(qctx, a.pool)
-		if err == nil && v > 0 {
-			err = a.pool.QueryRow(qctx, `SELECT min(applied_at) FROM sluice_schema_migrations`).Scan(&a.createdAt)
+	for attempt := 0; ; {
+		if !a.breaker.wait(ctx, nil) {
+			return ctx.Err()
 		}
-		cancel()
+		var v int
+		err := a.breaker.do(func() error {
+			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+			defer cancel()
+			var err error
+			if v, err = schema.CurrentVersion(qctx, a.pool); err == nil && v > 0 {
+				a.createdAt, err = schema.FirstMigratedAt(qctx, a.pool)
+			}
+			return err
+		})
+		if errors.Is(err, errBreakerBusy) {
+			a.breaker.waitForChange(ctx, time.Second)
+			continue
+		}
 		if err == nil {
 			if v != a.cfg.SchemaVersion {
 				return fmt.Errorf("%w: target %s is at version %d, configured %d: run `sluice migrate --target %s`",
 					ErrSchemaVersion, a.cfg.Target, v, a.cfg.SchemaVersion, a.cfg.Target)
 			}
+			a.report.succeeded()
 			return nil
 		}
+		a.report.failed(err)
 		a.log.Warn("waiting for target database", "err", err, "attempt", attempt)
 		if !sleep(ctx, a.backoff(attempt)) {
 			return ctx.Err()
 		}
+		attempt++
 	}
-}
-
-// progress is how far applySpan got: the first done records are durable
-// (applied or dead-lettered), in order.
-type progress struct {
-	done int
-}
-
-// applySpan applies recs in order. A retryable error returns at once; a
-// permanent one is narrowed down by splitting the span in halves until the
-// one record at fault is found, which goes to the DLQ, and the rest apply.
-func (a *Applier) applySpan(ctx context.Context, recs []record, prog *progress) error {
-	for i := range recs {
-		if recs[i].decodeErr != nil { // no database needed to know this one is poison
-			if err := a.applySpan(ctx, recs[:i], prog); err != nil {
-				return err
-			}
-			if err := a.deadLetterOne(ctx, recs[i], recs[i].decodeErr, i == len(recs)-1); err != nil {
-				return err
-			}
-			prog.done++
-			return a.applySpan(ctx, recs[i+1:], prog)
-		}
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	inserted, err := applyTx(ctx, a.pool, recs, cursorAfter(a.cfg.Topic, recs[len(recs)-1].msg))
-	if err == nil {
-		a.m.applied.Add(float64(inserted))
-		a.m.duplicate.Add(float64(int64(len(recs)) - inserted))
-		prog.done += len(recs)
-		return nil
-	}
-	if Classify(err) == Retryable {
-		return fmt.Errorf("apply %d records to %s at %d/%d: %w", len(recs), a.cfg.Target, recs[0].msg.Partition, recs[0].msg.Offset, err)
-	}
-	a.m.failed(Permanent)
-	if len(recs) == 1 {
-		if err := a.deadLetterOne(ctx, recs[0], err, true); err != nil {
-			return err
-		}
-		prog.done++
-		return nil
-	}
-	mid := len(recs) / 2
-	if err := a.applySpan(ctx, recs[:mid], prog); err != nil {
-		return err
-	}
-	return a.applySpan(ctx, recs[mid:], prog)
-}
-
-// deadLetterOne sends r to the DLQ and, when nothing after it in the batch
-// will move the partition's offsets row, moves it past r.
-func (a *Applier) deadLetterOne(ctx context.Context, r record, cause error, last bool) error {
-	if err := a.deadLetter(ctx, r, cause); err != nil {
-		return fmt.Errorf("dead-letter %d/%d: %w", r.msg.Partition, r.msg.Offset, err)
-	}
-	a.m.deadLettered.Inc()
-	a.log.Warn("record dead-lettered", "partition", r.msg.Partition, "offset", r.msg.Offset,
-		"dlq", a.cfg.DLQTopic, "err", cause)
-	if last {
-		return advanceOffset(ctx, a.pool, a.cfg.Topic, r.msg.Partition, r.msg.Offset+1)
-	}
-	return nil
 }
 
 // backoff is jittered exponential: uniformly within [d/2, d], d doubling from
@@ -350,10 +251,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func kafkaLogger(log *slog.Logger, level slog.Level) kafka.Logger {
-	return kafka.LoggerFunc(func(msg string, args ...any) {
-		log.Log(context.Background(), level, fmt.Sprintf(msg, args...), "component", "kafka-go")
-	})
 }

@@ -7,7 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // BreakerState is the state of a target's breaker, as exported in
@@ -31,11 +34,6 @@ func (s BreakerState) String() string {
 	}
 	return "closed"
 }
-
-// errBreakerBusy is returned by breaker.do when the breaker is open or its
-// one half-open probe is taken by another worker: the caller waits, and the
-// refusal is not an attempt.
-var errBreakerBusy = errors.New("breaker open or probing")
 
 // breaker guards one target. gobreaker decides when to trip (consecutive
 // retryable failures; permanent data errors count as successes, since the DLQ
@@ -78,8 +76,8 @@ func newBreaker(c breakerConfig) *breaker {
 		ReadyToTrip: func(counts gobreaker.Counts) bool {
 			return counts.ConsecutiveFailures >= c.tripAfter
 		},
-		IsSuccessful: func(err error) bool { return err == nil || Classify(err) == Permanent },
-		IsExcluded:   func(err error) bool { return isShutdown(err) },
+		IsSuccessful: func(err error) bool { return err == nil || targetdb.Classify(err) == targetdb.Permanent },
+		IsExcluded:   func(err error) bool { return isShutdown(err) || errors.Is(err, targetdb.ErrOffsetsMoved) },
 		OnStateChange: func(_ string, _, to gobreaker.State) {
 			b.gobreakerChanged(to)
 		},
@@ -185,4 +183,12 @@ func (b *breaker) do(fn func() error) error {
 		return errBreakerBusy
 	}
 	return err
+}
+
+// isShutdown reports errors that mean "we are stopping" — our context
+// cancelled, or the consumer generation ended (kafka-go's worker context
+// reports kafka.ErrGenerationEnded, not context.Canceled) — which must
+// neither trip a breaker nor be logged as faults.
+func isShutdown(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, kafka.ErrGenerationEnded)
 }

@@ -3,11 +3,13 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/segmentio/kafka-go"
 )
 
 // fakeClock is moved by the test instead of sleeping.
@@ -74,6 +76,7 @@ func TestPermanentErrorsAndCancellationsDoNotTrip(t *testing.T) {
 	for range 10 {
 		_ = b.do(func() error { return poison })
 		_ = b.do(func() error { return context.Canceled })
+		_ = b.do(func() error { return fmt.Errorf("read offsets: %w", kafka.ErrGenerationEnded) })
 	}
 	if b.State() != BreakerClosed {
 		t.Fatalf("state %v: poison events and shutdowns must not trip the breaker", b.State())

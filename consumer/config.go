@@ -3,10 +3,15 @@ package consumer
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
+	"github.com/sluicehq/sluice/schema"
 )
 
 // Config configures one Applier. The zero value of every field but Target,
@@ -15,15 +20,17 @@ type Config struct {
 	// Target names the target; the consumer group is sluice-apply-<Target>.
 	// Lower-case letters, digits, '-' and '_'. Required.
 	Target string
-	// Brokers are the Kafka bootstrap addresses. Required.
-	Brokers []string
+	// Cluster reaches Kafka; the applier builds every Kafka client from it.
+	// Required.
+	Cluster *kafkaadmin.Cluster
 	// Topic is the events topic. Default "sluice.events".
 	Topic string
-	// ControlTopic carries operators' desired state. Default "sluice.control".
-	ControlTopic string
 	// DLQTopic receives records this target can never apply.
 	// Default "sluice.dlq.<Target>".
 	DLQTopic string
+	// Replica names this replica in sluice.status. Default host name and
+	// process id.
+	Replica string
 	// DSN is the target's PostgreSQL connection string. Required.
 	DSN string
 	// SchemaVersion is the version the target must be migrated to; Run
@@ -80,6 +87,10 @@ type Config struct {
 	// (kafka-go readers can hang after a broker restart). Default 20s.
 	StallTimeout time.Duration
 
+	// StatusInterval is how often the replica publishes its status to
+	// sluice.status (and at once on every breaker change). Default 2s.
+	StatusInterval time.Duration
+
 	// SessionTimeout is the consumer group session timeout: how long the
 	// group waits for a vanished member before moving its partitions.
 	// Default 10s.
@@ -100,12 +111,15 @@ func (c Config) Validate() error {
 	switch {
 	case !targetName.MatchString(c.Target):
 		return fmt.Errorf("%w: target name %q: use 1-48 lower-case letters, digits, '-' or '_'", ErrInvalidConfig, c.Target)
-	case len(c.Brokers) == 0:
-		return fmt.Errorf("%w: kafka.brokers: at least one broker is required", ErrInvalidConfig)
+	case c.Cluster == nil:
+		return fmt.Errorf("%w: target %s: Cluster is required", ErrInvalidConfig, c.Target)
 	case c.DSN == "":
-		return fmt.Errorf("%w: targets[%s].dsn is required", ErrInvalidConfig, c.Target)
+		return fmt.Errorf("%w: target %s: DSN is required", ErrInvalidConfig, c.Target)
+	case c.SchemaVersion != 0 && c.SchemaVersion != schema.LatestVersion():
+		return fmt.Errorf("%w: target %s: SchemaVersion %d: this build applies to schema version %d (run `sluice migrate`, then configure %d)",
+			ErrInvalidConfig, c.Target, c.SchemaVersion, schema.LatestVersion(), schema.LatestVersion())
 	case c.MaxConns < 0, c.BatchSize < 0, c.Linger < 0:
-		return fmt.Errorf("%w: targets[%s]: max_conns, batch_size and linger must not be negative", ErrInvalidConfig, c.Target)
+		return fmt.Errorf("%w: target %s: MaxConns, BatchSize and Linger must not be negative", ErrInvalidConfig, c.Target)
 	}
 	return nil
 }
@@ -117,13 +131,14 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.Topic == "" {
-		c.Topic = "sluice.events"
-	}
-	if c.ControlTopic == "" {
-		c.ControlTopic = ControlTopic
+		c.Topic = kafkaadmin.EventsTopic
 	}
 	if c.DLQTopic == "" {
-		c.DLQTopic = DLQTopic(c.Target)
+		c.DLQTopic = kafkaadmin.DLQTopic(c.Target)
+	}
+	if c.Replica == "" {
+		host, _ := os.Hostname()
+		c.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 2
@@ -144,6 +159,7 @@ func (c *Config) setDefaults() {
 	def(&c.BreakerMaxOpen, 10*time.Second)
 	def(&c.LagInterval, time.Second)
 	def(&c.StallTimeout, 20*time.Second)
+	def(&c.StatusInterval, 2*time.Second)
 	if c.TripAfter == 0 {
 		c.TripAfter = 3
 	}
@@ -155,8 +171,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// DLQTopic is the dead-letter topic of a target.
-func DLQTopic(target string) string { return "sluice.dlq." + target }
-
-// GroupID is the consumer group of the target's appliers.
-func GroupID(target string) string { return "sluice-apply-" + target }
+// session is what every session of the applier on its target runs with.
+func (c *Config) session() targetdb.Session {
+	return targetdb.Session{
+		ApplicationName:          kafkaadmin.GroupID(c.Target),
+		LockTimeout:              c.LockTimeout,
+		StatementTimeout:         c.StatementTimeout,
+		IdleInTransactionTimeout: c.IdleInTransactionTimeout,
+		ConnectionCheckInterval:  c.ConnectionCheckInterval,
+	}
+}

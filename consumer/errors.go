@@ -9,3 +9,8 @@ var ErrInvalidConfig = errors.New("invalid applier configuration")
 // at the schema version its configuration names: apply never guesses at a
 // table's shape.
 var ErrSchemaVersion = errors.New("target schema version mismatch")
+
+// errBreakerBusy is returned by breaker.do when the breaker is open or its
+// one half-open probe is taken by another worker: the caller waits, and the
+// refusal is not an attempt.
+var errBreakerBusy = errors.New("breaker open or probing")

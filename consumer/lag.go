@@ -2,19 +2,22 @@ package consumer
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // partitionState is what a partition worker shares with the lag monitor.
 type partitionState struct {
 	next atomic.Int64 // next offset to apply: everything before it is in the target
 	end  atomic.Int64 // log-end offset, as last measured
+	// ahead is set while the target's position lies beyond the log's end:
+	// the topic was deleted and created again, or truncated. Applying from
+	// there would silently skip every event of the new log up to that
+	// position, so the worker stops until an operator decides.
+	ahead   atomic.Bool
+	aheadAt atomic.Int64 // the position at which ahead was found
 
 	// The timestamp of the record at next, cached by the monitor.
 	stampedOffset int64
@@ -57,13 +60,13 @@ func (s *partitionSet) snapshot() map[int]*partitionState {
 }
 
 // monitorLag measures lag every LagInterval until ctx ends: messages = log
-// end − next offset to apply; seconds = age of the record at the next
-// offset (0 when caught up). It asks the broker, not the reader, so a worker
-// that is stuck — breaker open, database locked — still shows its lag grow.
+// end − next offset to apply; seconds = age of the oldest record not yet
+// applied (0 when caught up). It asks the broker, not the reader, so a worker
+// that is stuck — breaker open, database locked or down — still shows its
+// lag grow. It runs from the applier's start: until the replica holds
+// partitions of a generation, the group's commits stand in for the target's
+// position, so a target that is down when its applier starts shows lag too.
 func (a *Applier) monitorLag(ctx context.Context) {
-	transport := &kafka.Transport{MetadataTTL: 5 * time.Second}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(a.cfg.Brokers...), Timeout: 5 * time.Second, Transport: transport}
 	known := map[int]bool{}
 	t := time.NewTicker(a.cfg.LagInterval)
 	defer t.Stop()
@@ -74,8 +77,8 @@ func (a *Applier) monitorLag(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if time.Since(retentionRead) > time.Minute {
-			if r, err := topicRetention(ctx, client, a.cfg.Topic); err == nil {
+		if time.Since(retentionRead) > retentionRefresh {
+			if r, err := a.cluster.Retention(ctx, a.cfg.Topic); err == nil {
 				a.m.retention.Set(r.Seconds())
 				retentionRead = time.Now()
 			}
@@ -83,16 +86,23 @@ func (a *Applier) monitorLag(ctx context.Context) {
 		parts := a.partitions.snapshot()
 		for id := range known {
 			if parts[id] == nil { // revoked: another replica reports it now
-				a.m.lagMessages.DeleteLabelValues(a.cfg.Target, strconv.Itoa(id))
+				a.m.forgetLag(id)
 				delete(known, id)
 			}
 		}
-		if len(parts) == 0 {
+		joined := a.joined.Load()
+		if joined && len(parts) == 0 {
 			a.m.lagSeconds.Set(0)
 			continue
 		}
 		mctx, cancel := context.WithTimeout(ctx, a.cfg.LagInterval*3)
-		worst, err := a.measureLag(mctx, client, parts)
+		var worst time.Duration
+		var err error
+		if joined {
+			worst, err = a.measureLag(mctx, parts)
+		} else {
+			worst, err = a.measureGroupLag(mctx)
+		}
 		cancel()
 		if err != nil {
 			a.log.Debug("lag not measured", "err", err)
@@ -105,84 +115,107 @@ func (a *Applier) monitorLag(ctx context.Context) {
 	}
 }
 
-func (a *Applier) measureLag(ctx context.Context, client *kafka.Client, parts map[int]*partitionState) (time.Duration, error) {
-	reqs := make([]kafka.OffsetRequest, 0, len(parts))
-	for id := range parts {
-		reqs = append(reqs, kafka.LastOffsetOf(id))
-	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{a.cfg.Topic: reqs}})
+// retentionRefresh is how often the events topic's retention is read again.
+const retentionRefresh = time.Minute
+
+// measureLag measures the partitions this replica owns.
+func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState) (time.Duration, error) {
+	starts, ends, err := a.cluster.LogBounds(ctx, a.cfg.Topic)
 	if err != nil {
 		return 0, err
 	}
 	var worst time.Duration
-	for _, po := range resp.Topics[a.cfg.Topic] {
-		st := parts[po.Partition]
-		if st == nil || po.Error != nil {
+	ahead := 0
+	defer func() { a.m.aheadOfLog.Set(float64(ahead)) }()
+	for id, st := range parts {
+		end, ok := ends[id]
+		if !ok {
 			continue
 		}
-		st.end.Store(po.LastOffset)
+		st.end.Store(end)
 		next := st.next.Load()
-		behind := max(po.LastOffset-next, 0)
-		a.m.setLag(po.Partition, behind)
-		if behind == 0 {
-			continue
+		if a.checkAhead(st, id, next, end) {
+			ahead++
 		}
-		if st.stampedOffset != next {
-			ts, err := recordTime(ctx, client, a.cfg.Topic, po.Partition, next)
-			if err != nil {
-				continue
-			}
-			st.stampedOffset, st.stamp = next, ts
+		a.m.setLag(id, max(end-next, 0))
+		if age, ok := a.oldestUnapplied(ctx, st, id, next, starts[id], end); ok {
+			worst = max(worst, age)
 		}
-		worst = max(worst, a.cfg.now().Sub(st.stamp))
 	}
 	return worst, nil
 }
 
-// recordTime reads the timestamp of the record at offset.
-func recordTime(ctx context.Context, client *kafka.Client, topic string, partition int, offset int64) (time.Time, error) {
-	resp, err := client.Fetch(ctx, &kafka.FetchRequest{
-		Topic: topic, Partition: partition, Offset: offset,
-		MinBytes: 1, MaxBytes: 256 << 10, MaxWait: 100 * time.Millisecond,
-	})
-	if err != nil {
-		return time.Time{}, err
+// checkAhead sets st.ahead when the position lies beyond the log end, and
+// says so once, loudly, each time it starts or stops.
+func (a *Applier) checkAhead(st *partitionState, id int, next, end int64) bool {
+	// Sticky until the position moves (an operator's rewind or skip): the
+	// new log growing past the old position does not make it right.
+	ahead := next > end || (st.ahead.Load() && next == st.aheadAt.Load())
+	if ahead && !st.ahead.Load() {
+		st.aheadAt.Store(next)
 	}
-	if resp.Error != nil {
-		return time.Time{}, resp.Error
+	if st.ahead.Swap(ahead) == ahead {
+		return ahead
 	}
-	for {
-		rec, err := resp.Records.ReadRecord()
-		if err != nil {
-			return time.Time{}, err
-		}
-		if rec.Offset >= offset { // a fetch starts at the batch holding offset
-			return rec.Time, nil
-		}
+	if ahead {
+		a.log.Error("the target's position is beyond the end of the log: the topic was recreated or truncated; "+
+			"this partition applies nothing until an operator rewinds it (sluice ctl rewind <target> --to-offset earliest)",
+			"partition", id, "position", next, "log_end", end)
+	} else {
+		a.log.Info("the target's position is within the log again", "partition", id, "position", next, "log_end", end)
 	}
+	a.report.changed()
+	return ahead
 }
 
-// topicRetention reads the topic's retention.ms from the broker; -1s means
-// unlimited.
-func topicRetention(ctx context.Context, client *kafka.Client, topic string) (time.Duration, error) {
-	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+// measureGroupLag measures the age of the oldest record the group has not
+// committed, over every partition: the lag of a replica that holds no
+// partitions yet because its target does not answer.
+func (a *Applier) measureGroupLag(ctx context.Context) (time.Duration, error) {
+	starts, ends, err := a.cluster.LogBounds(ctx, a.cfg.Topic)
 	if err != nil {
 		return 0, err
 	}
-	for _, r := range resp.Resources {
-		for _, e := range r.ConfigEntries {
-			if e.ConfigName == "retention.ms" {
-				ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
-				if err != nil {
-					return 0, err
-				}
-				if ms < 0 {
-					return -time.Second, nil
-				}
-				return time.Duration(ms) * time.Millisecond, nil
-			}
+	ids := make([]int, 0, len(ends))
+	for id := range ends {
+		ids = append(ids, id)
+	}
+	committed, err := a.cluster.GroupOffsets(ctx, a.cfg.Topic, kafkaadmin.GroupID(a.cfg.Target), ids)
+	if err != nil {
+		return 0, err
+	}
+	var worst time.Duration
+	for _, id := range ids {
+		next, ok := committed[id]
+		if !ok || next < 0 {
+			next = starts[id]
+		}
+		if age, ok := a.oldestUnapplied(ctx, nil, id, next, starts[id], ends[id]); ok {
+			worst = max(worst, age)
 		}
 	}
-	return 0, fmt.Errorf("retention.ms of %s not reported", topic)
+	return worst, nil
+}
+
+// oldestUnapplied is the age of the record at next, or — when retention
+// has already deleted it (next before the log start: those events are lost
+// to this target) — of the oldest record still held, so that lag never
+// drops exactly when events are being lost. st, when not nil, caches the
+// timestamp.
+func (a *Applier) oldestUnapplied(ctx context.Context, st *partitionState, id int, next, start, end int64) (time.Duration, bool) {
+	if next >= end {
+		return 0, true
+	}
+	at := max(next, start)
+	if st != nil && st.stampedOffset == at {
+		return a.cfg.now().Sub(st.stamp), true
+	}
+	ts, err := a.cluster.RecordTime(ctx, a.cfg.Topic, id, at)
+	if err != nil {
+		return 0, false
+	}
+	if st != nil {
+		st.stampedOffset, st.stamp = at, ts
+	}
+	return a.cfg.now().Sub(ts), true
 }

@@ -4,9 +4,12 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
-// metrics are the apply metrics of DESIGN.md, labelled with one target.
+// metrics are the applier's metrics, labelled with one target. Their names
+// are a stable contract: the dashboards and alerts in deploy/ depend on them.
 type metrics struct {
 	applied, duplicate, deadLettered prometheus.Counter
 	batchDuration                    prometheus.Observer
@@ -16,6 +19,8 @@ type metrics struct {
 	lagMessages                      *prometheus.GaugeVec
 	lagSeconds                       prometheus.Gauge
 	retention                        prometheus.Gauge
+	batchLimit                       prometheus.Gauge
+	aheadOfLog                       prometheus.Gauge
 	target                           string
 }
 
@@ -53,12 +58,20 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		Name: "sluice_events_retention_seconds",
 		Help: "Retention of the events topic as the broker reports it: how long the target may lag before it loses events (-1: unlimited).",
 	}, []string{"target"})
+	batchLimit := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_apply_batch_limit",
+		Help: "Most records one transaction of the target carries now: BatchSize, halved after each batch too slow for the database, doubled back after quick ones.",
+	}, []string{"target"})
+	ahead := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_target_ahead_of_log",
+		Help: "Partitions whose recorded position lies beyond the events topic's end (the topic was recreated or truncated): they apply nothing until an operator rewinds them.",
+	}, []string{"target"})
 	if reg != nil {
-		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention)
+		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention, batchLimit, ahead)
 	}
 	// Every series exists from the start, at 0, so that rate() and
 	// increase() see the first event, and dashboards show zero, not "no data".
-	for _, c := range []Class{Retryable, Permanent} {
+	for _, c := range []targetdb.Class{targetdb.Retryable, targetdb.Permanent} {
 		failures.WithLabelValues(target, c.String())
 	}
 	return &metrics{
@@ -72,6 +85,8 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		lagMessages:   lagMsgs,
 		lagSeconds:    lagSecs.WithLabelValues(target),
 		retention:     retention.WithLabelValues(target),
+		batchLimit:    batchLimit.WithLabelValues(target),
+		aheadOfLog:    ahead.WithLabelValues(target),
 		target:        target,
 	}
 }
@@ -80,7 +95,11 @@ func (m *metrics) setLag(partition int, messages int64) {
 	m.lagMessages.WithLabelValues(m.target, strconv.Itoa(partition)).Set(float64(messages))
 }
 
-func (m *metrics) failed(class Class) {
+func (m *metrics) forgetLag(partition int) {
+	m.lagMessages.DeleteLabelValues(m.target, strconv.Itoa(partition))
+}
+
+func (m *metrics) failed(class targetdb.Class) {
 	m.failures.WithLabelValues(m.target, class.String()).Inc()
 }
 

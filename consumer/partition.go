@@ -7,12 +7,16 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // partitionWorker applies one partition for one generation.
 type partitionWorker struct {
 	a      *Applier
-	gen    *kafka.Generation
+	gen    offsetCommitter
 	id     int
 	log    *slog.Logger
 	st     *partitionState
@@ -20,22 +24,46 @@ type partitionWorker struct {
 	pos    int64 // offset of the next record to take from Kafka
 	// rewound is the id of the last rewind applied to this partition.
 	rewound string
+	// resumed is the offsets row the worker resumed from, if any.
+	resumed targetdb.Offset
 }
 
-// runPartition is one partition's worker for one generation. It must not
-// return before the generation ends: with kafka-go, one returning worker
-// ends the generation for all.
-func (a *Applier) runPartition(gctx context.Context, gen *kafka.Generation, p kafka.PartitionAssignment) {
+// offsetCommitter commits group offsets: a *kafka.Generation. Its commits
+// are for visibility only (the target's offsets row is what a worker resumes
+// from), and carry the generation id, so a stale one is refused.
+type offsetCommitter interface {
+	CommitOffsets(map[string]map[int]int64) error
+}
+
+// runPartition is one partition's worker for one generation, starting at
+// the target's offsets row or, when the target never applied the partition,
+// at groupOffset. It must not return before the generation ends: with
+// kafka-go, one returning worker ends the generation for all.
+func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int, groupOffset int64) {
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	w := &partitionWorker{a: a, gen: gen, id: p.ID, log: a.log.With("partition", p.ID)}
-	start, ok := w.startOffset(ctx, p)
+	w := &partitionWorker{a: a, gen: gen, id: id, log: a.log.With("partition", id)}
+	groupOffset, ok := w.resolveSentinel(ctx, groupOffset)
+	if !ok {
+		return
+	}
+	// Owned, and measured, from now on: while the target cannot say where
+	// it is (down, locked), the group's commit stands in for its position,
+	// so lag shows instead of vanishing.
+	w.st = a.partitions.add(id, groupOffset)
+	a.report.changed()
+	defer a.report.changed()
+	defer a.partitions.remove(id)
+	start, ok := w.startOffset(ctx, groupOffset)
 	if !ok {
 		return
 	}
 	w.pos = start
-	w.st = a.partitions.add(p.ID, start)
-	defer a.partitions.remove(p.ID)
+	w.st.next.Store(start)
+	if w.logMoved(ctx) {
+		w.st.aheadAt.Store(start)
+		w.st.ahead.Store(true)
+	}
 	defer w.dropReader()
 	w.log.Info("partition worker started", "offset", start, "last_rewind", w.rewound)
 	for ctx.Err() == nil {
@@ -48,21 +76,42 @@ func (a *Applier) runPartition(gctx context.Context, gen *kafka.Generation, p ka
 			}
 			continue
 		}
-		if rw := desired.Rewind; rw != nil && rw.ID != w.rewound {
-			w.rewind(ctx, rw)
+		if cmd, forward := nextCommand(desired, w.rewound); cmd != nil {
+			w.move(ctx, cmd, forward)
+			continue
+		}
+		if w.st.ahead.Load() { // the log moved under the target: wait for an operator
+			w.dropReader()
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-time.After(a.cfg.LagInterval):
+			}
 			continue
 		}
 		// While the breaker is open: no fetching, no reader, no session.
 		if !a.breaker.wait(ctx, w.dropReader) {
 			break
 		}
-		// A change of the desired state interrupts fetching and retrying.
+		// A change of the desired state interrupts fetching and retrying, and
+		// so does the log moving under the target (found by the lag monitor).
 		bctx, cancel := context.WithCancel(ctx)
 		go func() {
-			select {
-			case <-changed:
-				cancel()
-			case <-bctx.Done():
+			tick := time.NewTicker(a.cfg.LagInterval)
+			defer tick.Stop()
+			for {
+				select {
+				case <-changed:
+					cancel()
+					return
+				case <-bctx.Done():
+					return
+				case <-tick.C:
+					if w.st.ahead.Load() {
+						cancel()
+						return
+					}
+				}
 			}
 		}()
 		batch := w.collect(bctx)
@@ -76,33 +125,49 @@ func (a *Applier) runPartition(gctx context.Context, gen *kafka.Generation, p ka
 	}
 }
 
-// rewind moves the partition to the rewind's offset, once per rewind id:
-// the id is recorded with the offset in one statement, so a replica that
-// restarts (or takes the partition over) mid-rewind never applies it twice.
-func (w *partitionWorker) rewind(ctx context.Context, rw *Rewind) {
+// nextCommand is the operator's position command (rewind or skip) this
+// partition has yet to apply: the oldest of those issued after the last it
+// applied (ids sort in the order they were issued), or nil.
+func nextCommand(d control.DesiredState, applied string) (cmd *control.Rewind, forward bool) {
+	for _, c := range []struct {
+		rw      *control.Rewind
+		forward bool
+	}{{d.Rewind, false}, {d.Skip, true}} {
+		if c.rw != nil && c.rw.ID > applied && (cmd == nil || c.rw.ID < cmd.ID) {
+			cmd, forward = c.rw, c.forward
+		}
+	}
+	return cmd, forward
+}
+
+// move applies an operator's rewind (or, forward, skip) to the partition,
+// once per command id: the id is recorded with the offset in one statement,
+// so a replica that restarts (or takes the partition over) mid-command never
+// applies it twice. A rewind only moves back and a skip only forward.
+func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward bool) {
 	a := w.a
-	offset, ok := rw.Offsets[w.id]
+	verb := map[bool]string{false: "rewind", true: "skip"}[forward]
+	offset, ok := cmd.Offsets[w.id]
 	if !ok {
-		w.log.Error("rewind names no offset for this partition; ignoring it", "rewind", rw.ID)
-		w.rewound = rw.ID
+		w.log.Error(verb+" names no offset for this partition; ignoring it", "command", cmd.ID)
+		w.rewound = cmd.ID
 		return
+	}
+	from := w.st.next.Load()
+	if (!forward && offset > from) || (forward && offset < from) {
+		offset = from // never the other way: the partition stays
 	}
 	for attempt := 0; ctx.Err() == nil; {
 		if !a.breaker.wait(ctx, w.dropReader) {
 			return
 		}
+		var next int64
 		var moved bool
 		err := a.breaker.do(func() error {
 			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 			defer cancel()
 			var err error
-			moved, err = applyRewind(qctx, a.pool, a.cfg.Topic, w.id, offset, rw.ID)
-			if err == nil && !moved { // applied before: resume from where the target is
-				var o appliedOffset
-				if o, err = loadOffset(qctx, a.pool, a.cfg.Topic, w.id); err == nil {
-					offset = o.next
-				}
-			}
+			next, moved, err = targetdb.RecordMove(qctx, a.pool, a.cfg.Topic, w.id, offset, cmd.ID, forward)
 			return err
 		})
 		if errors.Is(err, errBreakerBusy) {
@@ -110,7 +175,7 @@ func (w *partitionWorker) rewind(ctx context.Context, rw *Rewind) {
 			continue
 		}
 		if err != nil {
-			w.log.Warn("rewind not recorded yet; retrying", "rewind", rw.ID, "err", err, "attempt", attempt)
+			w.log.Warn(verb+" not recorded yet; retrying", "command", cmd.ID, "err", err, "attempt", attempt)
 			if !sleep(ctx, a.backoff(attempt)) {
 				return
 			}
@@ -118,16 +183,82 @@ func (w *partitionWorker) rewind(ctx context.Context, rw *Rewind) {
 			continue
 		}
 		w.dropReader()
-		w.pos = offset
-		w.st.next.Store(offset)
-		w.rewound = rw.ID
-		if err := w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: offset}}); err != nil {
-			w.log.Debug("group offset not committed after rewind (the target has it)", "err", err)
+		w.pos = next
+		w.st.next.Store(next)
+		w.rewound = cmd.ID
+		if w.st.ahead.Load() && next != w.st.aheadAt.Load() {
+			w.st.ahead.Store(false) // the operator chose where the partition resumes
+			w.log.Info("partition resumes where the operator put it", "offset", next)
 		}
-		if moved {
-			w.log.Info("partition rewound", "rewind", rw.ID, "offset", offset)
+		if err := w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: next}}); err != nil {
+			w.log.Debug("group offset not committed after "+verb+" (the target has it)", "err", err)
+		}
+		switch {
+		case moved && forward && next > from:
+			w.log.Warn("partition skipped forward by operator: these events will never be applied to this target",
+				"skip", cmd.ID, "from", from, "to", next, "skipped", next-from)
+		case moved:
+			w.log.Info("partition moved by operator", verb, cmd.ID, "from", from, "offset", next)
 		}
 		return
+	}
+}
+
+// logMoved reports whether the log no longer holds, at the position the
+// worker resumed from, the record the target applied last: the events topic
+// was deleted and created again, or truncated. A record that retention has
+// deleted, or a broker that does not answer, proves nothing either way.
+func (w *partitionWorker) logMoved(ctx context.Context) bool {
+	o := w.resumed
+	if !o.Found || o.Next <= 0 {
+		return false
+	}
+	qctx, cancel := context.WithTimeout(ctx, kafkaadmin.RequestTimeout)
+	defer cancel()
+	starts, ends, err := w.a.cluster.LogBounds(qctx, w.a.cfg.Topic)
+	if err != nil {
+		return false
+	}
+	last := o.Next - 1
+	switch {
+	case last >= ends[w.id]:
+		w.log.Error("the log ends before the target's position: the events topic was recreated or truncated",
+			"position", o.Next, "log_end", ends[w.id])
+		return true
+	case last < starts[w.id], o.LastTime.IsZero():
+		return false
+	}
+	ts, err := w.a.cluster.RecordTime(qctx, w.a.cfg.Topic, w.id, last)
+	if err != nil || ts.Equal(o.LastTime) {
+		return false
+	}
+	w.log.Error("the record at the target's position is not the one it applied: the events topic was recreated; "+
+		"this partition applies nothing until an operator rewinds it (sluice ctl rewind <target> --to-offset earliest)",
+		"offset", last, "applied_record_time", o.LastTime, "log_record_time", ts)
+	return true
+}
+
+// resolveSentinel turns kafka-go's stand-ins for "no commit yet" (FirstOffset
+// −2, LastOffset −1) into the real offset of the partition's log start or
+// end, asking the broker until it answers or ctx ends.
+func (w *partitionWorker) resolveSentinel(ctx context.Context, offset int64) (int64, bool) {
+	if offset >= 0 {
+		return offset, true
+	}
+	for attempt := 0; ; attempt++ {
+		qctx, cancel := context.WithTimeout(ctx, kafkaadmin.RequestTimeout)
+		starts, ends, err := w.a.cluster.LogBounds(qctx, w.a.cfg.Topic)
+		cancel()
+		if err == nil {
+			if offset == kafka.LastOffset {
+				return ends[w.id], true
+			}
+			return starts[w.id], true
+		}
+		w.log.Warn("cannot read the partition's log bounds; retrying", "err", err, "attempt", attempt)
+		if !sleep(ctx, w.a.backoff(attempt)) {
+			return 0, false
+		}
 	}
 }
 
@@ -136,36 +267,40 @@ func (w *partitionWorker) rewind(ctx context.Context, rw *Rewind) {
 // rows, so it is exact), else the group's committed offset (or the start of
 // the log for a group that never committed). Reading it goes through the
 // breaker like any other use of the target.
-func (w *partitionWorker) startOffset(ctx context.Context, p kafka.PartitionAssignment) (int64, bool) {
+func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (int64, bool) {
 	a := w.a
 	for attempt := 0; ; {
 		if !a.breaker.wait(ctx, nil) {
 			return 0, false
 		}
-		var o appliedOffset
+		var o targetdb.Offset
 		err := a.breaker.do(func() error {
 			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 			defer cancel()
 			var err error
-			o, err = loadOffset(qctx, a.pool, a.cfg.Topic, p.ID)
+			o, err = targetdb.LoadOffset(qctx, a.pool, a.cfg.Topic, w.id)
 			return err
 		})
 		switch {
-		case err == nil && o.found:
-			w.rewound = o.rewindID
-			return o.next, true
+		case err == nil && o.Found:
+			w.rewound, w.resumed = o.RewindID, o
+			return o.Next, true
 		case err == nil:
 			// A target that never applied this partition starts at the
-			// group's offset; a rewind issued before the target existed is
+			// group's offset; a command issued before the target existed is
 			// not for it.
-			if desired, _ := a.ctrl.get(); desired.Rewind != nil && desired.Rewind.RequestedAt.Before(a.createdAt) {
-				w.rewound = desired.Rewind.ID
+			desired, _ := a.ctrl.get()
+			for _, c := range []*control.Rewind{desired.Rewind, desired.Skip} {
+				if c != nil && c.RequestedAt.Before(a.createdAt) {
+					w.rewound = max(w.rewound, c.ID)
+				}
 			}
-			return p.Offset, true
+			return groupOffset, true
 		case errors.Is(err, errBreakerBusy):
 			a.breaker.waitForChange(ctx, time.Second)
 			continue
 		}
+		a.report.failed(err)
 		w.log.Warn("cannot read the applied offset; retrying", "err", err, "attempt", attempt)
 		if !sleep(ctx, a.backoff(attempt)) {
 			return 0, false
@@ -176,17 +311,8 @@ func (w *partitionWorker) startOffset(ctx context.Context, p kafka.PartitionAssi
 
 func (w *partitionWorker) ensureReader() *kafka.Reader {
 	if w.reader == nil {
-		a := w.a
-		w.reader = kafka.NewReader(kafka.ReaderConfig{
-			Brokers:       a.cfg.Brokers,
-			Topic:         a.cfg.Topic,
-			Partition:     w.id,
-			MinBytes:      1,
-			MaxBytes:      8 << 20,
-			MaxWait:       500 * time.Millisecond,
-			QueueCapacity: a.cfg.BatchSize,
-			Logger:        kafkaLogger(w.log, slog.LevelDebug),
-			ErrorLogger:   kafkaLogger(w.log, slog.LevelWarn),
+		w.reader = w.a.cluster.NewReader(kafkaadmin.ReaderConfig{
+			Topic: w.a.cfg.Topic, Partition: w.id, MaxBytes: 8 << 20, QueueCapacity: w.a.cfg.BatchSize, Logger: w.log,
 		})
 		if err := w.reader.SetOffset(w.pos); err != nil {
 			w.log.Error("cannot seek partition", "offset", w.pos, "err", err)
@@ -262,30 +388,44 @@ func (w *partitionWorker) take(m kafka.Message) {
 // meanwhile: a sick target turns into lag, held in Kafka.
 func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Message) bool {
 	a := w.a
-	recs := make([]record, len(msgs))
+	recs := make([]targetdb.Record, len(msgs))
 	for i, m := range msgs {
-		recs[i] = decodeRecord(m)
+		recs[i] = targetdb.Decode(m)
 	}
-	for attempt := 0; ; {
+	for attempt := 0; len(recs) > 0; {
 		if !a.breaker.wait(ctx, w.dropReader) {
-			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].msg.Offset)
+			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].Msg.Offset)
 			return false
 		}
+		// As much of the batch as the database takes now (see batchLimit).
+		chunk := recs[:min(len(recs), a.limit.get())]
 		// The transaction does not take ctx's cancellation: a batch under way
 		// when we are told to stop is finished, within ApplyTimeout.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ApplyTimeout)
 		began := a.cfg.now()
-		var prog progress
-		err := a.breaker.do(func() error { return a.applySpan(actx, recs, &prog) })
+		prog := progress{next: w.st.next.Load()}
+		err := a.breaker.do(func() error { return a.applySpan(actx, chunk, &prog) })
 		cancel()
+		took := a.cfg.now().Sub(began)
 		if prog.done > 0 {
-			w.st.next.Store(recs[prog.done-1].msg.Offset + 1)
+			w.st.next.Store(chunk[prog.done-1].Msg.Offset + 1)
 			recs = recs[prog.done:] // what was committed is never redone
 		}
 		if err == nil {
-			a.m.batchDuration.Observe(a.cfg.now().Sub(began).Seconds())
-			w.afterCommit(msgs[len(msgs)-1])
-			return true
+			a.report.succeeded()
+			a.m.batchDuration.Observe(took.Seconds())
+			a.limit.applied(len(chunk), took)
+			w.afterCommit(chunk[len(chunk)-1].Msg)
+			attempt = 0
+			continue
+		}
+		if errors.Is(err, targetdb.ErrOffsetsMoved) {
+			// Someone else moved the partition under us: an owner of a newer
+			// generation, or an operator. Nothing of the span was written;
+			// take up the target's position and drop the batch.
+			w.log.Warn("offsets moved by another writer; taking up the target's position", "err", err)
+			w.reloadPosition(ctx)
+			return false
 		}
 		if errors.Is(err, errBreakerBusy) { // not an attempt: wait for the probe or the open period
 			a.breaker.waitForChange(ctx, time.Second)
@@ -294,15 +434,42 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 			}
 			continue
 		}
-		a.m.batchDuration.Observe(a.cfg.now().Sub(began).Seconds())
-		a.m.failed(Classify(err))
-		w.log.Warn("apply failed; batch kept for retry", "offset", recs[0].msg.Offset, "records", len(recs),
-			"class", Classify(err).String(), "attempt", attempt, "breaker", a.breaker.State().String(), "err", err)
+		a.m.batchDuration.Observe(took.Seconds())
+		class := targetdb.Classify(err)
+		a.m.failed(class)
+		a.report.failed(err)
+		if targetdb.IsSlow(err) {
+			a.limit.slow(len(chunk))
+		}
+		w.log.Warn("apply failed; batch kept for retry", "offset", recs[0].Msg.Offset, "records", len(chunk),
+			"class", class.String(), "attempt", attempt, "breaker", a.breaker.State().String(),
+			"batch_limit", a.limit.get(), "err", err)
 		if ctx.Err() != nil || !sleep(ctx, a.backoff(attempt)) {
-			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].msg.Offset)
+			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].Msg.Offset)
 			return false
 		}
 		attempt++
+	}
+	return true
+}
+
+// reloadPosition sets the worker's position to the target's offsets row,
+// once the database answers (or ctx ends).
+func (w *partitionWorker) reloadPosition(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		qctx, cancel := context.WithTimeout(ctx, w.a.cfg.ApplyTimeout)
+		o, err := targetdb.LoadOffset(qctx, w.a.pool, w.a.cfg.Topic, w.id)
+		cancel()
+		if err == nil {
+			if o.Found {
+				w.st.next.Store(o.Next)
+				w.rewound = max(w.rewound, o.RewindID)
+			}
+			return
+		}
+		if !sleep(ctx, w.a.backoff(attempt)) {
+			return
+		}
 	}
 }
 

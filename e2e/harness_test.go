@@ -22,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // sluiceBin is the binary under test, built once by TestMain.
@@ -58,16 +60,8 @@ func requireServices(t *testing.T) services {
 		pgB:   os.Getenv("SLUICE_TEST_PG_B"),
 		stack: os.Getenv("SLUICE_STACK"),
 	}
-	for name, v := range map[string]string{
-		"SLUICE_TEST_KAFKA": s.kafka, "SLUICE_TEST_PG_A": s.pgA, "SLUICE_TEST_PG_B": s.pgB, "SLUICE_STACK": s.stack,
-	} {
-		if v == "" {
-			msg := name + " is not set: run `make test`, or `eval \"$(deploy/local/stack env)\"` after `make up`"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
+	for _, name := range []string{"SLUICE_TEST_KAFKA", "SLUICE_TEST_PG_A", "SLUICE_TEST_PG_B", "SLUICE_STACK"} {
+		testenv.Require(t, name)
 	}
 	return s
 }
@@ -144,8 +138,8 @@ apply:
   retry_max: 2s
 %s
 targets:
-  - {name: %s, dsn: %q, schema_version: 2, listen: %q}
-  - {name: %s, dsn: %q, schema_version: 2, listen: %q}
+  - {name: %s, dsn: %q, schema_version: 3, listen: %q}
+  - {name: %s, dsn: %q, schema_version: 3, listen: %q}
 log: {level: info}
 `, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
 		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])

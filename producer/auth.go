@@ -21,12 +21,6 @@ func newKeyring(keys []string) keyring {
 	return k
 }
 
-// allows reports whether the Authorization header carries one of the keys.
-func (k keyring) allows(authorization string) bool {
-	_, ok := k.match(authorization)
-	return ok
-}
-
 // match returns the digest of the key the Authorization header carries, if
 // it is one of the keys. It compares against every key, whatever the
 // outcome, so that timing says nothing about which key (or how much of it)

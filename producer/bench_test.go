@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 )
 
 // BenchmarkPublish measures publishing a request of 100 events through
@@ -25,13 +27,12 @@ func BenchmarkPublish(b *testing.B) {
 		b.Skip("SLUICE_TEST_KAFKA is not set: run `make bench`")
 	}
 	topic := fmt.Sprintf("sluice.bench.%d", time.Now().UnixNano())
-	client := &kafka.Client{Addr: kafka.TCP(broker)}
-	if _, err := client.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-		{Topic: topic, NumPartitions: 6, ReplicationFactor: 1}}}); err != nil {
+	cluster := kafkaadmin.New(kafkaadmin.Config{Brokers: []string{broker}})
+	defer cluster.Close()
+	if err := cluster.EnsureTopics(context.Background(), 1, kafkaadmin.EventsTopicSpec(topic, 6, time.Hour)); err != nil {
 		b.Fatal(err)
 	}
-	defer client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-	time.Sleep(time.Second) // leaders
+	defer cluster.Client().DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 
 	const events = 100
 	body := func(run, i int) []byte {
@@ -48,10 +49,7 @@ func BenchmarkPublish(b *testing.B) {
 	}
 
 	b.Run("sluice_ingest", func(b *testing.B) {
-		w, err := NewWriter(WriterConfig{Brokers: []string{broker}, Topic: topic})
-		if err != nil {
-			b.Fatal(err)
-		}
+		w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic})
 		defer w.Close()
 		h, err := NewHandler(Config{Keys: []string{"bench-key-0123456789"}}, w, NewMetrics(prometheus.NewRegistry()), nil)
 		if err != nil {
@@ -77,10 +75,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 
 	b.Run("raw_kafka_go", func(b *testing.B) {
-		w, err := NewWriter(WriterConfig{Brokers: []string{broker}, Topic: topic}) // the same writer settings
-		if err != nil {
-			b.Fatal(err)
-		}
+		w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic}) // the same writer settings
 		defer w.Close()
 		batches := make([][]kafka.Message, b.N)
 		for i := range batches {

@@ -1,14 +1,18 @@
 // Package producer owns the ingest side of sluice: the HTTP handler of
-// POST /v1/events, its authentication, validation and limits, and the Kafka
-// writer that appends each accepted request with acks=all.
+// POST /v1/events, its authentication, validation and limits. It appends
+// each accepted request through an Appender: in sluice, the acks=all writer
+// that internal/kafkaadmin builds.
 //
 // The handler answers 202 only after Kafka acknowledged every event of the
 // request, and 503 only when Kafka itself cannot take the write. It never
 // touches a database: a locked or failing target cannot change an ingest
 // answer.
 //
-//	w := producer.NewWriter(producer.WriterConfig{Brokers: brokers, Topic: "sluice.events"})
+//	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: "sluice.events"}) // acks=all, synchronous
 //	defer w.Close()
-//	h, err := producer.NewHandler(producer.Config{Keys: keys}, w, metrics, logger)
+//	h, err := producer.NewHandler(producer.Config{Keys: keys}, w, producer.NewMetrics(reg), logger)
+//	if err != nil {
+//		return err
+//	}
 //	mux.Handle("POST /v1/events", h)
 package producer

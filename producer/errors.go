@@ -2,6 +2,5 @@ package producer
 
 import "errors"
 
-// ErrInvalidConfig is wrapped by Config.Validate and WriterConfig.Validate,
-// naming the field at fault.
+// ErrInvalidConfig is wrapped by Config.Validate, naming the field at fault.
 var ErrInvalidConfig = errors.New("invalid producer configuration")

@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,19 +187,36 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	}
 }
 
+// TestKeyringComparesWholeKeys checks keyring.match, which the handler calls
+// on every request, and the handler's answer for the same headers: only a
+// whole key matches, and the digest returned (the identity of the key's rate
+// bucket) is that of the key matched.
 func TestKeyringComparesWholeKeys(t *testing.T) {
-	k := newKeyring([]string{testKey, "second-key-0123456789abcdef"})
-	for header, want := range map[string]bool{
-		"Bearer " + testKey:                  true,
-		"Bearer second-key-0123456789abcdef": true,
-		"Bearer " + testKey[:len(testKey)-1]: false,
-		"Bearer " + testKey + "x":            false,
-		"Bearer ":                            false,
-		testKey:                              false,
-		"Bearer  " + testKey + "  ":          true,
+	const second = "second-key-0123456789abcdef"
+	k := newKeyring([]string{testKey, second})
+	h, _ := newTestHandler(t, &recordingAppender{}, Config{Keys: []string{testKey, second}})
+	for header, want := range map[string]string{ // the key it carries, "" for none
+		"Bearer " + testKey:                  testKey,
+		"Bearer " + second:                   second,
+		"Bearer " + testKey[:len(testKey)-1]: "",
+		"Bearer " + testKey + "x":            "",
+		"Bearer ":                            "",
+		testKey:                              "",
+		"Bearer  " + testKey + "  ":          testKey,
 	} {
-		if got := k.allows(header); got != want {
-			t.Errorf("allows(%q) = %v, want %v", header, got, want)
+		digest, ok := k.match(header)
+		if ok != (want != "") {
+			t.Errorf("match(%q) matched = %v, want %v", header, ok, want != "")
+		}
+		if ok && want != "" && digest != sha256.Sum256([]byte(want)) {
+			t.Errorf("match(%q) returned the digest of another key than %q", header, want)
+		}
+		wantCode := http.StatusUnauthorized
+		if want != "" {
+			wantCode = http.StatusAccepted
+		}
+		if rec := post(h, "application/json", header, ev1); rec.Code != wantCode {
+			t.Errorf("a request with Authorization %q: status %d, want %d", header, rec.Code, wantCode)
 		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the ingest metrics of DESIGN.md. Safe for concurrent use.
+// Metrics are the ingest metrics. Safe for concurrent use.
+//
+// The metric names are a stable contract: dashboards and alerts in deploy/
+// depend on them.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	events   prometheus.Counter

@@ -57,94 +57,195 @@ var extensionName = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
 // DecodeEvent parses and validates one CloudEvent in JSON structured mode.
 // Errors wrap ErrInvalidEvent and name the attribute at fault.
+//
+// The checks run in a fixed order, and the first fault is the one reported:
+// the string attributes (required, then optional), the specversion, the time,
+// data against data_base64, and last the extension attributes.
 func DecodeEvent(raw []byte) (Event, error) {
 	raw = bytes.TrimSpace(raw)
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &attrs); err != nil || attrs == nil {
-		return Event{}, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
-	}
-	ev := Event{Raw: json.RawMessage(raw)}
-	var err error
-	str := func(name string, required bool) string {
-		if err != nil {
-			return ""
-		}
-		v, ok := attrs[name]
-		delete(attrs, name)
-		if !ok || string(v) == "null" {
-			if required {
-				err = fmt.Errorf("%w: %q is required", ErrInvalidEvent, name)
-			}
-			return ""
-		}
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			err = fmt.Errorf("%w: %q must be a string", ErrInvalidEvent, name)
-			return ""
-		}
-		if required && s == "" {
-			err = fmt.Errorf("%w: %q must not be empty", ErrInvalidEvent, name)
-			return ""
-		}
-		if len(s) > MaxAttributeBytes {
-			err = fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidEvent, name, MaxAttributeBytes)
-			return ""
-		}
-		return s
-	}
-	ev.SpecVersion = str("specversion", true)
-	ev.ID = str("id", true)
-	ev.Source = str("source", true)
-	ev.Type = str("type", true)
-	ev.Subject = str("subject", false)
-	timeText := str("time", false)
-	ev.DataContentType = str("datacontenttype", false)
-	ev.DataSchema = str("dataschema", false)
-	dataBase64 := str("data_base64", false)
+	attrs, err := decodeObject(raw)
 	if err != nil {
 		return Event{}, err
 	}
-	if ev.SpecVersion != SpecVersion {
-		return Event{}, fmt.Errorf("%w: specversion %q is not supported (want %q)", ErrInvalidEvent, ev.SpecVersion, SpecVersion)
+	ev := Event{Raw: json.RawMessage(raw)}
+	if err := takeRequiredAttributes(attrs, &ev); err != nil {
+		return Event{}, err
 	}
-	if timeText != "" {
-		t, perr := time.Parse(time.RFC3339Nano, timeText)
-		if perr != nil {
-			return Event{}, fmt.Errorf("%w: \"time\" %q is not an RFC 3339 timestamp", ErrInvalidEvent, timeText)
+	opt, err := takeOptionalAttributes(attrs, &ev)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := checkSpecVersion(ev.SpecVersion); err != nil {
+		return Event{}, err
+	}
+	if ev.Time, err = parseTime(opt.time); err != nil {
+		return Event{}, err
+	}
+	if err := takeData(attrs, opt.dataBase64, &ev); err != nil {
+		return Event{}, err
+	}
+	if ev.Extensions, err = takeExtensions(attrs); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// decodeObject parses raw as a JSON object, attribute name to raw value.
+func decodeObject(raw []byte) (map[string]json.RawMessage, error) {
+	var attrs map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &attrs); err != nil || attrs == nil {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
+	}
+	return attrs, nil
+}
+
+// takeString removes the attribute name from attrs and returns its value,
+// which must be a JSON string of at most MaxAttributeBytes. An absent or null
+// attribute is "" when optional, an error when required; a required one must
+// not be empty either.
+func takeString(attrs map[string]json.RawMessage, name string, required bool) (string, error) {
+	v, ok := attrs[name]
+	delete(attrs, name)
+	if !ok || string(v) == "null" {
+		if required {
+			return "", fmt.Errorf("%w: %q is required", ErrInvalidEvent, name)
 		}
-		ev.Time = t
+		return "", nil
 	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return "", fmt.Errorf("%w: %q must be a string", ErrInvalidEvent, name)
+	}
+	if required && s == "" {
+		return "", fmt.Errorf("%w: %q must not be empty", ErrInvalidEvent, name)
+	}
+	if len(s) > MaxAttributeBytes {
+		return "", fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidEvent, name, MaxAttributeBytes)
+	}
+	return s, nil
+}
+
+// takeRequiredAttributes sets specversion, id, source and type on ev from
+// attrs (removing them), each a non-empty string, and reports the first one
+// at fault. The specversion's value is checked later, by checkSpecVersion.
+func takeRequiredAttributes(attrs map[string]json.RawMessage, ev *Event) error {
+	return takeStrings(attrs, true, []namedString{
+		{"specversion", &ev.SpecVersion},
+		{"id", &ev.ID},
+		{"source", &ev.Source},
+		{"type", &ev.Type},
+	})
+}
+
+// namedString is an attribute and where its value goes.
+type namedString struct {
+	name string
+	dst  *string
+}
+
+// takeStrings takes each of fields from attrs in order, and reports the
+// first one at fault.
+func takeStrings(attrs map[string]json.RawMessage, required bool, fields []namedString) error {
+	for _, f := range fields {
+		s, err := takeString(attrs, f.name, required)
+		if err != nil {
+			return err
+		}
+		*f.dst = s
+	}
+	return nil
+}
+
+// optionalText holds the optional string attributes that need more than a
+// string check, for the steps that check them: parseTime and takeData.
+type optionalText struct {
+	time, dataBase64 string
+}
+
+// takeOptionalAttributes sets subject, datacontenttype and dataschema on ev
+// from attrs (removing them, along with time and data_base64, whose text it
+// returns), each a string when present, and reports the first one at fault.
+func takeOptionalAttributes(attrs map[string]json.RawMessage, ev *Event) (optionalText, error) {
+	var opt optionalText
+	err := takeStrings(attrs, false, []namedString{
+		{"subject", &ev.Subject},
+		{"time", &opt.time},
+		{"datacontenttype", &ev.DataContentType},
+		{"dataschema", &ev.DataSchema},
+		{"data_base64", &opt.dataBase64},
+	})
+	if err != nil {
+		return optionalText{}, err
+	}
+	return opt, nil
+}
+
+// checkSpecVersion reports a specversion other than SpecVersion.
+func checkSpecVersion(v string) error {
+	if v != SpecVersion {
+		return fmt.Errorf("%w: specversion %q is not supported (want %q)", ErrInvalidEvent, v, SpecVersion)
+	}
+	return nil
+}
+
+// parseTime parses the "time" attribute as RFC 3339; "" (absent) is the zero
+// time.
+func parseTime(text string) (time.Time, error) {
+	if text == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, text)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: \"time\" %q is not an RFC 3339 timestamp", ErrInvalidEvent, text)
+	}
+	return t, nil
+}
+
+// takeData sets ev.Data from the "data" member of attrs (removing it; null is
+// absent) and ev.DataBase64 from the decoded dataBase64 text, of which at
+// most one may be present.
+func takeData(attrs map[string]json.RawMessage, dataBase64 string, ev *Event) error {
 	if data, ok := attrs["data"]; ok {
 		delete(attrs, "data")
 		if string(data) != "null" {
 			ev.Data = data
 		}
 	}
-	if dataBase64 != "" {
-		if ev.Data != nil {
-			return Event{}, fmt.Errorf("%w: \"data\" and \"data_base64\" are mutually exclusive", ErrInvalidEvent)
-		}
-		b, derr := base64.StdEncoding.DecodeString(dataBase64)
-		if derr != nil {
-			return Event{}, fmt.Errorf("%w: \"data_base64\" is not valid base64", ErrInvalidEvent)
-		}
-		ev.DataBase64 = b
+	if dataBase64 == "" {
+		return nil
 	}
+	if ev.Data != nil {
+		return fmt.Errorf("%w: \"data\" and \"data_base64\" are mutually exclusive", ErrInvalidEvent)
+	}
+	b, err := base64.StdEncoding.DecodeString(dataBase64)
+	if err != nil {
+		return fmt.Errorf("%w: \"data_base64\" is not valid base64", ErrInvalidEvent)
+	}
+	ev.DataBase64 = b
+	return nil
+}
+
+// takeExtensions checks what attrs still holds once the attributes of the
+// specification are taken out: extension attributes, each named by the
+// CloudEvents rule and a scalar. Null ones are absent. It returns nil when
+// there are none.
+func takeExtensions(attrs map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	var ext map[string]json.RawMessage
 	for name, v := range attrs {
 		if string(v) == "null" {
 			continue // CloudEvents: a null attribute is an absent one
 		}
 		if !extensionName.MatchString(name) {
-			return Event{}, fmt.Errorf("%w: attribute name %q must be lower-case letters and digits", ErrInvalidEvent, name)
+			return nil, fmt.Errorf("%w: attribute name %q must be lower-case letters and digits", ErrInvalidEvent, name)
 		}
 		switch v[0] {
 		case '{', '[':
-			return Event{}, fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
+			return nil, fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
 		}
-		if ev.Extensions == nil {
-			ev.Extensions = make(map[string]json.RawMessage, len(attrs))
+		if ext == nil {
+			ext = make(map[string]json.RawMessage, len(attrs))
 		}
-		ev.Extensions[name] = v
+		ext[name] = v
 	}
-	return ev, nil
+	return ext, nil
 }

@@ -151,3 +151,19 @@ func CurrentVersion(ctx context.Context, q interface {
 	}
 	return *v, nil
 }
+
+// FirstMigratedAt returns when the database on q was first migrated: the
+// moment it became a sluice target. Operator requests older than that (a
+// rewind issued before the target existed) are not for it.
+func FirstMigratedAt(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (time.Time, error) {
+	var t *time.Time
+	if err := q.QueryRow(ctx, `SELECT min(applied_at) FROM sluice_schema_migrations`).Scan(&t); err != nil {
+		return time.Time{}, err
+	}
+	if t == nil {
+		return time.Time{}, nil
+	}
+	return *t, nil
+}

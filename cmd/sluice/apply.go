@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/consumer"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 )
 
 func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -38,17 +41,45 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addr := firstNonEmpty(*listen, t.Listen, "127.0.0.1:0")
 	log := newLogger(cfg.Log, stderr).With("component", "apply")
 	reg := newRegistry()
+	cluster := cfg.cluster(log)
+	defer cluster.Close()
+	applier, err := consumer.New(applierConfig(cfg, t, cluster, log, reg))
+	if err != nil {
+		if errors.Is(err, consumer.ErrInvalidConfig) {
+			return fmt.Errorf("%w: targets[%s]: %v", errConfig, t.Name, err)
+		}
+		return err
+	}
+	addr := firstNonEmpty(*listen, t.Listen, "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	log.Info("apply ops listening", "addr", ln.Addr().String(), "target", t.Name)
+	ready := func(ctx context.Context) error {
+		if err := applier.Ping(ctx); err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		return cluster.Probe(ctx)
+	}
+	specs := []kafkaadmin.TopicSpec{cfg.eventsTopic(), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec(), kafkaadmin.DLQTopicSpec(t.Name)}
+	err = runApplier(ctx, log, applier, cluster, cfg.Kafka.ReplicationFactor, specs,
+		&http.Server{Handler: opsMux(reg, ready), ReadHeaderTimeout: 10 * time.Second}, ln)
+	log.Info("applier stopped", "target", t.Name)
+	return err
+}
 
+// applierConfig maps the configuration of target t to the applier's.
+func applierConfig(cfg *config, t targetConfig, cluster *kafkaadmin.Cluster, log *slog.Logger, reg prometheus.Registerer) consumer.Config {
 	maxConns := cfg.Apply.MaxConns
 	if t.MaxConns != 0 {
 		maxConns = t.MaxConns
 	}
-	applier, err := consumer.New(consumer.Config{
+	return consumer.Config{
 		Target:                   t.Name,
-		Brokers:                  cfg.Kafka.Brokers,
+		Cluster:                  cluster,
 		Topic:                    cfg.Kafka.Topic,
 		DSN:                      t.DSN,
 		SchemaVersion:            t.SchemaVersion,
@@ -65,36 +96,25 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 		BreakerMaxOpen:           time.Duration(cfg.Apply.BreakerMaxOpen),
 		Logger:                   log,
 		Registerer:               reg,
-	})
-	if err != nil {
-		if errors.Is(err, consumer.ErrInvalidConfig) {
-			return fmt.Errorf("%w: %v", errConfig, err)
-		}
-		return err
 	}
+}
 
-	ready := func(ctx context.Context) error {
-		if err := applier.Ping(ctx); err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
-		}
-		return probeKafka(ctx, cfg.Kafka.Brokers)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	log.Info("apply ops listening", "addr", ln.Addr().String(), "target", t.Name)
-	srv := &http.Server{Handler: opsMux(reg, ready), ReadHeaderTimeout: 10 * time.Second}
-
-	// Shutdown order: ctx ends → the applier stops fetching, finishes its
-	// in-flight batches, leaves the group and closes its pool; then the ops
-	// server (kept up until then so the last metrics can be scraped).
+// runApplier creates the topics (waiting for Kafka), runs the applier and
+// serves /metrics beside it until ctx ends.
+//
+// Shutdown order: ctx ends → the applier stops fetching, finishes its
+// in-flight batches, leaves the group and closes its pool; then the ops
+// server (kept up until then so the last metrics can be scraped).
+func runApplier(ctx context.Context, log *slog.Logger, applier *consumer.Applier, cluster *kafkaadmin.Cluster,
+	replication int, specs []kafkaadmin.TopicSpec, srv *http.Server, ln net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	applierDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(applierDone)
-		specs := []topicSpec{eventsTopic(cfg), controlTopic(), dlqTopic(t.Name)}
-		if err := ensureTopicsRetrying(gctx, log, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, specs); err != nil {
+		if err := cluster.EnsureTopicsRetrying(gctx, replication, specs...); err != nil {
+			if errors.Is(err, kafkaadmin.ErrPartitionCount) {
+				return err
+			}
 			return nil // stopped before Kafka came up
 		}
 		return applier.Run(gctx)
@@ -105,9 +125,7 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 		go func() { <-applierDone; cancel() }()
 		return serve(sctx, log, srv, ln, 5*time.Second)
 	})
-	err = g.Wait()
-	log.Info("applier stopped", "target", t.Name)
-	return err
+	return g.Wait()
 }
 
 func firstNonEmpty(s ...string) string {

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/sluicehq/sluice/admin"
 )
 
 // duration reads "250ms", "5s", "7d"-free Go durations from YAML.
@@ -221,15 +219,6 @@ func (c *config) setLogFormat(f string) error {
 		return fmt.Errorf("%w: --log-format %q is not text or json", errUsage, f)
 	}
 	return nil
-}
-
-// adminTargets is the configured targets as the admin package sees them.
-func (c *config) adminTargets() []admin.Target {
-	out := make([]admin.Target, len(c.Targets))
-	for i, t := range c.Targets {
-		out[i] = admin.Target{Name: t.Name, DSN: t.DSN, MetricsAddr: t.Listen}
-	}
-	return out
 }
 
 // target returns the named target or an error listing the known ones.

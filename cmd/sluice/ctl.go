@@ -10,7 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluicehq/sluice/admin"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/operations"
 )
 
 const ctlUsage = `Usage: sluice ctl <command> [flags]
@@ -21,15 +22,49 @@ Commands:
   pause TARGET       every replica stops fetching within a second (no transaction held)
   resume TARGET      undo pause
   rewind TARGET --to TIME | --to-offset earliest|N
-                     every replica seeks every partition there and replays (idempotent)
+                     every replica seeks every partition back there and replays
+                     (idempotent); a rewind never moves a partition forward
+  skip TARGET --to-offset latest|N [--yes]
+                     move every partition FORWARD: the events passed over are never
+                     applied to the target. Shows what it would skip; --yes does it
   dlq list TARGET    the target's dead-lettered events still pending (--all: every one)
   dlq replay TARGET  apply them again once their cause is fixed
-  verify A B [--from TIME] [--to TIME] [--bucket D]
-                     compare two targets: counts and checksums of (source, id) per
-                     time bucket; exit 1 naming the first bucket that differs
+  verify A B [--from TIME] [--to TIME] [--bucket D] [--keys N]
+                     compare two targets event by event (whole content, every time
+                     unless bounded): checksums per time bucket; exit 1 naming the
+                     buckets that differ and up to N differing events
 
 Run 'sluice ctl <command> --help' for its flags.
 `
+
+// ctlSession is what one ctl command works with.
+type ctlSession struct {
+	cfg     *config
+	cluster *kafkaadmin.Cluster
+	*operations.Ops
+}
+
+// openOps loads the configuration, checks the named targets, and returns
+// the operator's view of the deployment; Close it when done.
+func openOps(cfgPath string, targets ...string) (*ctlSession, error) {
+	cfg, err := loadConfig(cfgPath, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range targets {
+		if _, err := cfg.target(name); err != nil {
+			return nil, err
+		}
+	}
+	cluster := cfg.cluster(nil)
+	return &ctlSession{cfg: cfg, cluster: cluster, Ops: cfg.operations(cluster)}, nil
+}
+
+// Close releases the session's Kafka connections.
+func (s *ctlSession) Close() {
+	_ = s.Ops.Close()
+	s.cluster.Close()
+}
 
 // ctlTimeout bounds every ctl command but status --watch: an operator is
 // told that Kafka or a target does not answer instead of waiting forever.
@@ -54,6 +89,8 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return runCtlPause(ctx, args[1:], stdout, stderr, false)
 	case "rewind":
 		return runCtlRewind(ctx, args[1:], stdout, stderr)
+	case "skip":
+		return runCtlSkip(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return runCtlVerify(ctx, args[1:], stdout, stderr)
 	case "dlq":
@@ -75,25 +112,15 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	ops, err := openOps(*cfgPath, names...)
 	if err != nil {
 		return err
 	}
-	targets := cfg.Targets
-	if len(names) > 0 {
-		targets = nil
-		for _, name := range names {
-			t, err := cfg.target(name)
-			if err != nil {
-				return err
-			}
-			targets = append(targets, t)
-		}
-	}
+	defer ops.Close()
 	if *watch {
-		return watchStatus(ctx, stdout, cfg, targets, *interval)
+		return watchStatus(ctx, stdout, ops, names, *interval)
 	}
-	views, err := admin.Status(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic, toAdmin(targets))
+	views, err := ops.Status(ctx, names...)
 	if err != nil {
 		return err
 	}
@@ -109,11 +136,11 @@ func runCtlStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // watchStatus redraws the status every interval with each target's lag
 // trend (messages per second, + growing, − shrinking) and, while the lag
 // shrinks, an estimate of the time to catch up.
-func watchStatus(ctx context.Context, w io.Writer, cfg *config, targets []targetConfig, interval time.Duration) error {
+func watchStatus(ctx context.Context, w io.Writer, ops *ctlSession, names []string, interval time.Duration) error {
 	prev := map[string]int64{}
 	var prevAt time.Time
 	for {
-		views, err := admin.Status(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic, toAdmin(targets))
+		views, err := ops.Status(ctx, names...)
 		now := time.Now()
 		fmt.Fprint(w, "\033[H\033[2J") // clear the terminal
 		fmt.Fprintf(w, "sluice status at %s (every %v; Ctrl-C to stop)\n\n", now.Format(time.TimeOnly), interval)
@@ -157,12 +184,7 @@ func watchStatus(ctx context.Context, w io.Writer, cfg *config, targets []target
 	}
 }
 
-func toAdmin(ts []targetConfig) []admin.Target {
-	c := config{Targets: ts}
-	return c.adminTargets()
-}
-
-func printStatus(w io.Writer, views []admin.TargetView) {
+func printStatus(w io.Writer, views []operations.TargetView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
 	for _, v := range views {
@@ -179,6 +201,12 @@ func printStatus(w io.Writer, views []admin.TargetView) {
 		tw.Flush()
 		if v.DatabaseError != "" {
 			fmt.Fprintf(w, "  database: %s\n", v.DatabaseError)
+		}
+		for _, p := range v.Partitions {
+			if p.AheadOfLog {
+				fmt.Fprintf(w, "  LOG MOVED: partition %d was applied up to %d but the log ends at %d (topic recreated or truncated);\n"+
+					"    it applies nothing until you choose: sluice ctl rewind %s --to-offset earliest\n", p.Partition, p.Applied, p.LogEnd, v.Target)
+			}
 		}
 		for _, b := range v.Blocking {
 			fmt.Fprintf(w, "  BLOCKING: pid %d (user %s, application %q, client %s) %s for %.0fs, transaction open %.0fs\n",

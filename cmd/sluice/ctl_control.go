@@ -9,7 +9,8 @@ import (
 	"os/user"
 	"time"
 
-	"github.com/sluicehq/sluice/consumer"
+	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 )
 
 // operator names who asks, for the desired state's "by".
@@ -24,20 +25,18 @@ func operator() string {
 
 // controlFor loads the configuration, checks the target and makes sure the
 // control topic exists.
-func controlFor(ctx context.Context, cfgPath, target string) (*config, *consumer.Control, error) {
-	cfg, err := loadConfig(cfgPath, os.Getenv)
+func controlFor(ctx context.Context, cfgPath, target string) (*ctlSession, error) {
+	ops, err := openOps(cfgPath, target)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if _, err := cfg.target(target); err != nil {
-		return nil, nil, err
-	}
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 3*kafkaadmin.RequestTimeout)
 	defer cancel()
-	if err := ensureTopics(tctx, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, []topicSpec{controlTopic()}); err != nil {
-		return nil, nil, fmt.Errorf("kafka: %w", err)
+	if err := ops.cluster.EnsureTopics(tctx, ops.cfg.Kafka.ReplicationFactor, kafkaadmin.ControlTopicSpec()); err != nil {
+		ops.Close()
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	return cfg, consumer.NewControl(cfg.Kafka.Brokers, ""), nil
+	return ops, nil
 }
 
 func runCtlPause(ctx context.Context, args []string, stdout, stderr io.Writer, pause bool) error {
@@ -51,12 +50,12 @@ func runCtlPause(ctx context.Context, args []string, stdout, stderr io.Writer, p
 		fs.Usage()
 		return fmt.Errorf("%w: name exactly one target", errUsage)
 	}
-	_, ctl, err := controlFor(ctx, *cfgPath, names[0])
+	ops, err := controlFor(ctx, *cfgPath, names[0])
 	if err != nil {
 		return err
 	}
-	defer ctl.Close()
-	changed, err := ctl.SetPaused(ctx, names[0], pause, operator())
+	defer ops.Close()
+	changed, err := ops.Control().SetPaused(ctx, names[0], pause, operator())
 	if err != nil {
 		return err
 	}
@@ -85,7 +84,7 @@ func runCtlRewind(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: name one target and exactly one of --to or --to-offset", errUsage)
 	}
-	req := consumer.RewindRequest{ToOffset: *toOffset}
+	req := control.RewindRequest{ToOffset: *toOffset}
 	if *to != "" {
 		t, err := time.Parse(time.RFC3339Nano, *to)
 		if err != nil {
@@ -93,14 +92,14 @@ func runCtlRewind(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		req.ToTime = &t
 	}
-	cfg, ctl, err := controlFor(ctx, *cfgPath, names[0])
+	ops, err := controlFor(ctx, *cfgPath, names[0])
 	if err != nil {
 		return err
 	}
-	defer ctl.Close()
-	rw, err := ctl.IssueRewind(ctx, names[0], cfg.Kafka.Topic, req, operator())
+	defer ops.Close()
+	rw, err := ops.Control().IssueRewind(ctx, names[0], ops.EventsTopic(), req, operator())
 	if err != nil {
-		if errors.Is(err, consumer.ErrBadRewind) {
+		if errors.Is(err, control.ErrBadRewind) {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 		return err
@@ -110,5 +109,54 @@ func runCtlRewind(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "  partition %d → offset %d\n", p, rw.Offsets[p])
 	}
 	fmt.Fprintln(stdout, "replay is safe: applying is idempotent. Follow it with: sluice ctl status --watch")
+	return nil
+}
+
+func runCtlSkip(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("ctl skip", "ctl skip TARGET --to-offset latest|N [--yes]", stderr)
+	toOffset := fs.String("to-offset", "", `move every partition forward to this offset: "latest" (the log end) or a number`)
+	yes := fs.Bool("yes", false, "skip for real: without it, only show what would be skipped")
+	names, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 || *toOffset == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: name one target and --to-offset", errUsage)
+	}
+	ops, err := controlFor(ctx, *cfgPath, names[0])
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	t, _ := ops.Target(names[0])
+	skip, err := ops.Control().ResolveSkip(ctx, ops.EventsTopic(), *toOffset)
+	if err != nil {
+		if errors.Is(err, control.ErrBadRewind) {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		return err
+	}
+	st, err := ops.Inspect(ctx, t)
+	if err != nil {
+		return err
+	}
+	var total int64
+	fmt.Fprintf(stdout, "skip on target %s: these events will NEVER be applied to it:\n", t.Name)
+	for _, p := range st.Partitions {
+		to := skip.Offsets[p.Partition]
+		n := max(to-p.Applied, 0)
+		total += n
+		fmt.Fprintf(stdout, "  partition %d: %d → %d (%d events skipped)\n", p.Partition, p.Applied, max(to, p.Applied), n)
+	}
+	if !*yes {
+		fmt.Fprintf(stdout, "nothing skipped yet: %d events would be lost to %s. Run again with --yes to skip.\n", total, t.Name)
+		return fmt.Errorf("%w: skip not confirmed (--yes)", errUsage)
+	}
+	if err := ops.Control().IssueSkip(ctx, t.Name, skip, operator()); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "skip %s issued by %s: every replica moves forward within a second; it is recorded in %s\n",
+		skip.ID, operator(), kafkaadmin.ControlTopic)
 	return nil
 }

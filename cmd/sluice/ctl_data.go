@@ -6,21 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluicehq/sluice/consumer"
+	"github.com/sluicehq/sluice/internal/deadletter"
+	"github.com/sluicehq/sluice/operations"
 )
 
 // errDiffer is returned by ctl verify when the targets differ (exit 1).
 var errDiffer = errors.New("targets differ")
 
 func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlags("ctl verify", "ctl verify TARGET TARGET [--from TIME] [--to TIME] [--bucket D] [--json]", stderr)
+	fs, cfgPath := newFlags("ctl verify", "ctl verify TARGET TARGET [--from TIME] [--to TIME] [--bucket D] [--keys N] [--json]", stderr)
 	from := fs.String("from", "", "compare events whose time is at or after this (RFC 3339; default: all)")
 	to := fs.String("to", "", "compare events whose time is before this (RFC 3339; default: all)")
 	bucket := fs.Duration("bucket", time.Minute, "width of a compared time bucket")
+	keys := fs.Int("keys", 20, "name up to this many differing events (source/id), 0 for none")
 	asJSON := fs.Bool("json", false, "print JSON")
 	names, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -30,19 +31,13 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: name two targets", errUsage)
 	}
-	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	ops, err := openOps(*cfgPath, names...)
 	if err != nil {
 		return err
 	}
-	ta, err := cfg.target(names[0])
-	if err != nil {
-		return err
-	}
-	tb, err := cfg.target(names[1])
-	if err != nil {
-		return err
-	}
-	vc := consumer.VerifyConfig{A: ta.Name, B: tb.Name, DSNA: ta.DSN, DSNB: tb.DSN, Bucket: *bucket}
+	defer ops.Close()
+	ta, tb := names[0], names[1]
+	vc := operations.VerifyRequest{A: ta, B: tb, Bucket: *bucket, Keys: max(*keys, 0)}
 	for flagName, p := range map[string]*string{"--from": from, "--to": to} {
 		if *p == "" {
 			continue
@@ -57,7 +52,7 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			vc.To = t
 		}
 	}
-	res, err := consumer.Verify(ctx, vc)
+	res, err := ops.Verify(ctx, vc)
 	if err != nil {
 		return err
 	}
@@ -67,21 +62,46 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := enc.Encode(res); err != nil {
 			return err
 		}
-	} else if res.FirstDiff == nil {
-		fmt.Fprintf(stdout, "%s and %s agree: %d events in %d buckets of %v\n", ta.Name, tb.Name, res.Events, len(res.Buckets), *bucket)
 	} else {
-		d := res.FirstDiff
-		where := "the events without a time"
-		if !d.Start.IsZero() {
-			where = fmt.Sprintf("[%s, %s)", d.Start.Format(time.RFC3339), d.Start.Add(*bucket).Format(time.RFC3339))
-		}
-		fmt.Fprintf(stdout, "%s and %s differ; first in %s: %s has %d events (checksum %s), %s has %d (checksum %s)\n",
-			ta.Name, tb.Name, where, ta.Name, d.CountA, d.SumA, tb.Name, d.CountB, d.SumB)
+		printVerify(stdout, ta, tb, *bucket, res)
 	}
 	if res.FirstDiff != nil {
 		return errDiffer
 	}
 	return nil
+}
+
+// maxPrintedBuckets bounds the differing buckets ctl verify prints.
+const maxPrintedBuckets = 20
+
+func printVerify(w io.Writer, ta, tb string, width time.Duration, res operations.VerifyResult) {
+	if len(res.Differing) == 0 {
+		fmt.Fprintf(w, "%s and %s agree: %d events in %d buckets of %v (whole content of every event compared)\n",
+			ta, tb, res.Events, len(res.Buckets), width)
+		return
+	}
+	fmt.Fprintf(w, "%s and %s differ in %d of %d buckets of %v:\n", ta, tb, len(res.Differing), len(res.Buckets), width)
+	for i, d := range res.Differing {
+		if i == maxPrintedBuckets {
+			fmt.Fprintf(w, "  … and %d more (--json lists them all)\n", len(res.Differing)-i)
+			break
+		}
+		where := "events without a time"
+		if !d.Start.IsZero() {
+			where = fmt.Sprintf("[%s, %s)", d.Start.Format(time.RFC3339), d.Start.Add(width).Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "  %s: %s has %d events (checksum %s), %s has %d (checksum %s)\n", where, ta, d.CountA, d.SumA, tb, d.CountB, d.SumB)
+	}
+	if len(res.Keys) > 0 {
+		fmt.Fprintf(w, "differing events (first %d):\n", len(res.Keys))
+		for _, k := range res.Keys {
+			who := map[string]string{"only in A": "only in " + ta, "only in B": "only in " + tb}[k.Diff]
+			if who == "" {
+				who = k.Diff
+			}
+			fmt.Fprintf(w, "  %-20s source=%s id=%s\n", who, k.Source, k.ID)
+		}
+	}
 }
 
 func runCtlDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -100,36 +120,33 @@ func runCtlDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: name one target", errUsage)
 	}
-	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	ops, err := openOps(*cfgPath, names[0])
 	if err != nil {
 		return err
 	}
-	t, err := cfg.target(names[0])
-	if err != nil {
-		return err
-	}
-	dc := consumer.DLQConfig{Target: t.Name, Brokers: cfg.Kafka.Brokers, DSN: t.DSN, All: *all}
+	defer ops.Close()
+	target := names[0]
 	encode := func(v any) error {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
 	if verb == "list" {
-		list, err := consumer.ListDLQ(ctx, dc)
+		list, err := ops.ListDLQ(ctx, target, *all)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			if list == nil {
-				list = []consumer.DeadLetter{}
+				list = []deadletter.Letter{}
 			}
 			return encode(list)
 		}
 		printDeadLetters(stdout, list)
-		fmt.Fprintf(stdout, "%d dead-lettered events pending for %s\n", len(list), t.Name)
+		fmt.Fprintf(stdout, "%d dead-lettered events pending for %s\n", len(list), target)
 		return nil
 	}
-	res, err := consumer.ReplayDLQ(ctx, dc)
+	res, err := ops.ReplayDLQ(ctx, target)
 	if err != nil {
 		return err
 	}
@@ -137,12 +154,12 @@ func runCtlDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return encode(res)
 	}
 	fmt.Fprintf(stdout, "%s: %d events applied, %d were already there, %d still failing\n",
-		t.Name, res.Applied, res.Duplicates, len(res.StillFailing))
+		target, res.Applied, res.Duplicates, len(res.StillFailing))
 	printDeadLetters(stdout, res.StillFailing)
 	return nil
 }
 
-func printDeadLetters(w io.Writer, list []consumer.DeadLetter) {
+func printDeadLetters(w io.Writer, list []deadletter.Letter) {
 	if len(list) == 0 {
 		return
 	}

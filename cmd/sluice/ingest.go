@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/admin"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/producer"
 )
 
@@ -36,69 +39,41 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.Log, stderr).With("component", "ingest")
 	reg := newRegistry()
+	cluster := cfg.cluster(log)
+	defer cluster.Close()
 
-	writer, err := producer.NewWriter(producer.WriterConfig{
-		Brokers:     cfg.Kafka.Brokers,
-		Topic:       cfg.Kafka.Topic,
-		Linger:      time.Duration(cfg.Ingest.Linger),
-		Logger:      kafkaLogFunc(log.Debug),
-		ErrorLogger: kafkaLogFunc(log.Warn),
-	})
+	writer := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: cfg.Kafka.Topic, Linger: time.Duration(cfg.Ingest.Linger)})
+	handler, err := newIngestHandler(cfg, writer, reg, log)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errConfig, err)
-	}
-	handler, err := producer.NewHandler(producer.Config{
-		Keys:         cfg.Ingest.Keys,
-		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		MaxEvents:    cfg.Ingest.MaxEvents,
-		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
-		RatePerKey:   cfg.Ingest.RatePerKey,
-	}, writer, producer.NewMetrics(reg), log)
-	if err != nil {
-		if errors.Is(err, producer.ErrInvalidConfig) {
-			return fmt.Errorf("%w: %v", errConfig, err)
-		}
 		return err
 	}
-
 	// Topics are made in the background: a broker that is down at start
 	// means 503s and a failing /readyz, not a process that will not start.
 	var topicsReady atomic.Bool
 	topicsDone := make(chan struct{})
 	go func() {
 		defer close(topicsDone)
-		if ensureTopicsRetrying(ctx, log, cfg.Kafka.Brokers, cfg.Kafka.ReplicationFactor, []topicSpec{eventsTopic(cfg), controlTopic()}) == nil {
+		specs := []kafkaadmin.TopicSpec{cfg.eventsTopic(), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()}
+		if err := cluster.EnsureTopicsRetrying(ctx, cfg.Kafka.ReplicationFactor, specs...); err == nil {
 			topicsReady.Store(true)
-			log.Info("kafka topic ready", "topic", cfg.Kafka.Topic)
+			log.Info("kafka topics ready", "topic", cfg.Kafka.Topic)
+		} else if ctx.Err() == nil {
+			log.Error("kafka topics cannot be used", "err", err)
 		}
 	}()
 	ready := func(ctx context.Context) error {
 		if !topicsReady.Load() {
 			return errors.New("kafka topic not created yet")
 		}
-		return probeKafka(ctx, cfg.Kafka.Brokers)
+		return cluster.Probe(ctx)
 	}
 	mux := opsMux(reg, ready)
 	mux.Handle("POST /v1/events", handler)
-	if cfg.Ingest.AdminToken != "" {
-		adm, err := admin.NewHandler(admin.Config{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic,
-			Targets: cfg.adminTargets(), Token: cfg.Ingest.AdminToken, IngestKeys: cfg.Ingest.Keys, Logger: log})
-		if err != nil {
-			return fmt.Errorf("%w: %v", errConfig, err)
-		}
-		defer adm.Close()
-		mux.Handle("/v1/admin/", adm)
-		mux.Handle("/ui/", adm)
-		mux.Handle("/ui", adm)
-	} else {
-		off := func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)", http.StatusNotFound)
-		}
-		mux.HandleFunc("/v1/admin/", off)
-		mux.HandleFunc("/ui/", off)
-		mux.HandleFunc("/ui", off)
-		log.Info("admin API and /ui are off: no ingest.admin_token")
+	closeAdmin, err := mountAdmin(mux, cfg, cluster, log)
+	if err != nil {
+		return err
 	}
+	defer closeAdmin()
 
 	ln, err := net.Listen("tcp", cfg.Ingest.Listen)
 	if err != nil {
@@ -118,8 +93,43 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return serveErr
 }
 
-func kafkaLogFunc(logf func(string, ...any)) kafka.Logger {
-	return kafka.LoggerFunc(func(msg string, args ...any) {
-		logf(fmt.Sprintf(msg, args...), "component", "kafka-go")
-	})
+// newIngestHandler is POST /v1/events, appending through writer.
+func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	handler, err := producer.NewHandler(producer.Config{
+		Keys:         cfg.Ingest.Keys,
+		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
+		MaxEvents:    cfg.Ingest.MaxEvents,
+		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
+		RatePerKey:   cfg.Ingest.RatePerKey,
+	}, writer, producer.NewMetrics(reg), log)
+	if errors.Is(err, producer.ErrInvalidConfig) {
+		return nil, fmt.Errorf("%w: %v", errConfig, err)
+	}
+	return handler, err
+}
+
+// mountAdmin serves the admin API and /ui on mux when an admin token is
+// configured, and a 404 that says how to turn them on otherwise. The
+// returned function releases what it holds.
+func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, log *slog.Logger) (func(), error) {
+	if cfg.Ingest.AdminToken == "" {
+		off := func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)", http.StatusNotFound)
+		}
+		for _, p := range []string{"/v1/admin/", "/ui/", "/ui"} {
+			mux.HandleFunc(p, off)
+		}
+		log.Info("admin API and /ui are off: no ingest.admin_token")
+		return func() {}, nil
+	}
+	ops := cfg.operations(cluster)
+	adm, err := admin.NewHandler(admin.Config{Ops: ops, Token: cfg.Ingest.AdminToken, IngestKeys: cfg.Ingest.Keys, Logger: log})
+	if err != nil {
+		ops.Close()
+		return nil, fmt.Errorf("%w: ingest.admin_token: %v", errConfig, err)
+	}
+	for _, p := range []string{"/v1/admin/", "/ui/", "/ui"} {
+		mux.Handle(p, adm)
+	}
+	return func() { ops.Close() }, nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,38 @@ type loadgenSummary struct {
 }
 
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, cfgPath, err := parseLoadgenFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := o.fillDefaults(cfgPath); err != nil {
+		return err
+	}
+	sum, accepted, timeline, err := loadgen(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	summaryJSON, err := writeLoadgenFiles(o, sum, accepted, timeline)
+	if err != nil {
+		return err
+	}
+	if o.jsonOut {
+		_, err := stdout.Write(summaryJSON)
+		return err
+	}
+	printLoadgenSummary(stdout, sum, o.retries)
+	if sum.Failed > 0 || sum.Rejected > 0 {
+		return fmt.Errorf("%d events failed and %d were rejected", sum.Failed, sum.Rejected)
+	}
+	return nil
+}
+
+// parseLoadgenFlags parses loadgen's command line. It returns the options as
+// given and the path of the configuration file.
+func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, string, error) {
 	fs, cfgPath := newFlags("loadgen", "loadgen [--events N] [--rate R] [--duplicates F] [flags]", stderr)
 	var o loadgenOptions
 	fs.StringVar(&o.url, "url", "", "ingest endpoint (default: http://<ingest.listen>/v1/events from the configuration)")
@@ -70,8 +103,13 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.timelineOut, "timeline-out", "", "write, per second of the run, the answers by outcome (CSV: second,accepted,non_2xx,timeouts,errors)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return loadgenOptions{}, "", err
 	}
+	return o, *cfgPath, nil
+}
+
+// validate reports the first option out of its range, as a usage error.
+func (o loadgenOptions) validate() error {
 	switch {
 	case o.events < 1:
 		return fmt.Errorf("%w: --events must be at least 1", errUsage)
@@ -82,8 +120,15 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case o.rate < 0:
 		return fmt.Errorf("%w: --rate must not be negative", errUsage)
 	}
+	return nil
+}
+
+// fillDefaults sets what the command line left out: the URL and key from the
+// configuration file at cfgPath (read only when one of them is missing), and
+// a source unique to this run.
+func (o *loadgenOptions) fillDefaults(cfgPath string) error {
 	if o.url == "" || o.key == "" {
-		cfg, err := loadConfig(*cfgPath, os.Getenv)
+		cfg, err := loadConfig(cfgPath, os.Getenv)
 		if err != nil {
 			return fmt.Errorf("%w (or give --url and --key)", err)
 		}
@@ -99,32 +144,37 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		_, _ = cryptorand.Read(b[:])
 		o.source = "loadgen/" + hex.EncodeToString(b[:])
 	}
-	sum, accepted, timeline, err := loadgen(ctx, o, stderr)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+// writeLoadgenFiles writes the files the options ask for: the timeline, the
+// accepted ids and the summary. It returns the summary as indented JSON, the
+// same bytes --json prints.
+func writeLoadgenFiles(o loadgenOptions, sum loadgenSummary, accepted []string, tl *timeline) ([]byte, error) {
 	if o.timelineOut != "" {
-		if err := writeLines(o.timelineOut, timeline.csv()); err != nil {
-			return err
+		if err := writeLines(o.timelineOut, tl.csv()); err != nil {
+			return nil, err
 		}
 	}
 	if o.acceptedOut != "" {
 		if err := writeLines(o.acceptedOut, accepted); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	summaryJSON, _ := json.MarshalIndent(sum, "", "  ")
 	summaryJSON = append(summaryJSON, '\n')
 	if o.summaryOut != "" {
 		if err := os.WriteFile(o.summaryOut, summaryJSON, 0o644); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if o.jsonOut {
-		_, err := stdout.Write(summaryJSON)
-		return err
-	}
-	fmt.Fprintf(stdout, `loadgen summary (source %s)
+	return summaryJSON, nil
+}
+
+// printLoadgenSummary prints the summary as text; retries is the --retries
+// the failed events ran out of.
+func printLoadgenSummary(w io.Writer, sum loadgenSummary, retries int) {
+	fmt.Fprintf(w, `loadgen summary (source %s)
   sent             %d events (%d deliberate duplicates) in %d requests
   accepted (202)   %d events, %d unique
   rejected (4xx)   %d events
@@ -133,12 +183,8 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
   throughput       %.0f events/s over %.2fs
   request latency  p50 %.1fms  p95 %.1fms  p99 %.1fms  max %.1fms
 `, sum.Source, sum.Sent, sum.Duplicates, sum.Requests, sum.Accepted, sum.UniqueAccepted, sum.Rejected,
-		sum.Failed, o.retries, sum.Retries, sum.Non2xx, sum.Timeouts, sum.EventsPerSecond, sum.ElapsedSeconds,
+		sum.Failed, retries, sum.Retries, sum.Non2xx, sum.Timeouts, sum.EventsPerSecond, sum.ElapsedSeconds,
 		sum.LatencyP50Ms, sum.LatencyP95Ms, sum.LatencyP99Ms, sum.LatencyMaxMs)
-	if sum.Failed > 0 || sum.Rejected > 0 {
-		return fmt.Errorf("%d events failed and %d were rejected", sum.Failed, sum.Rejected)
-	}
-	return nil
 }
 
 type plannedEvent struct {
@@ -171,102 +217,219 @@ func plan(n int, dupShare float64) []plannedEvent {
 	return out
 }
 
+// outcome is how one attempt at a request was answered, as the timeline
+// counts it.
+type outcome int
+
+const (
+	outcomeAccepted outcome = iota // a 2xx answer (the ingest API's is 202 Accepted)
+	outcomeNon2xx                  // an answer other than 2xx
+	outcomeTimeout                 // no answer within --timeout
+	outcomeError                   // no answer, for any other reason (refused connection, …)
+	numOutcomes                    // the number of outcomes, not one
+)
+
+// String returns the name of the outcome's column in the timeline CSV.
+func (o outcome) String() string {
+	switch o {
+	case outcomeAccepted:
+		return "accepted"
+	case outcomeNon2xx:
+		return "non_2xx"
+	case outcomeTimeout:
+		return "timeouts"
+	case outcomeError:
+		return "errors"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// classifyAnswer returns the outcome of an attempt that got resp or err from
+// http.Client.Do.
+func classifyAnswer(resp *http.Response, err error) outcome {
+	var netErr interface{ Timeout() bool }
+	switch {
+	case err != nil && errors.As(err, &netErr) && netErr.Timeout():
+		return outcomeTimeout
+	case err != nil:
+		return outcomeError
+	case resp.StatusCode/100 == 2:
+		return outcomeAccepted
+	default:
+		return outcomeNon2xx
+	}
+}
+
 // timeline counts answers per second of the run, by outcome.
 type timeline struct {
 	mu      sync.Mutex
 	start   time.Time
-	buckets [][4]int // accepted, non-2xx, timeouts, other errors
+	buckets [][numOutcomes]int
 }
 
-func (t *timeline) add(at time.Time, outcome int) {
+func (t *timeline) add(at time.Time, o outcome) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sec := int(at.Sub(t.start) / time.Second)
 	for len(t.buckets) <= sec {
-		t.buckets = append(t.buckets, [4]int{})
+		t.buckets = append(t.buckets, [numOutcomes]int{})
 	}
-	t.buckets[sec][outcome]++
+	t.buckets[sec][o]++
 }
 
+// csv returns the timeline as CSV lines, a header first
+// (second,accepted,non_2xx,timeouts,errors), then one line per second.
 func (t *timeline) csv() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	lines := []string{"second,accepted,non_2xx,timeouts,errors"}
+	header := []string{"second"}
+	for o := range numOutcomes {
+		header = append(header, o.String())
+	}
+	lines := []string{strings.Join(header, ",")}
 	for i, b := range t.buckets {
-		lines = append(lines, fmt.Sprintf("%d,%d,%d,%d,%d", i, b[0], b[1], b[2], b[3]))
+		row := []string{strconv.Itoa(i)}
+		for _, n := range b {
+			row = append(row, strconv.Itoa(n))
+		}
+		lines = append(lines, strings.Join(row, ","))
 	}
 	return lines
 }
 
-func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSummary, []string, *timeline, error) {
-	events := plan(o.events, o.duplicates)
-	type request struct {
-		body []byte
-		ids  []int
-	}
-	var reqs []request
+// loadgenRequest is one request body of a run and the event ids it carries.
+type loadgenRequest struct {
+	body []byte
+	ids  []int
+}
+
+// buildRequests cuts the planned events into requests of o.batch events.
+func buildRequests(events []plannedEvent, o loadgenOptions) []loadgenRequest {
+	var reqs []loadgenRequest
 	for i := 0; i < len(events); i += o.batch {
 		chunk := events[i:min(i+o.batch, len(events))]
-		var buf bytes.Buffer
-		buf.WriteByte('[')
 		ids := make([]int, len(chunk))
 		for j, e := range chunk {
-			if j > 0 {
-				buf.WriteByte(',')
-			}
 			ids[j] = e.id
-			fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":"sluice.loadgen.v1","subject":"customer-%d","time":%q,"datacontenttype":"application/json","data":{"n":%d,"amount":%d}}`,
-				e.id, o.source, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), e.id, e.id%1000)
 		}
-		buf.WriteByte(']')
-		reqs = append(reqs, request{body: buf.Bytes(), ids: ids})
+		reqs = append(reqs, loadgenRequest{body: encodeBatch(chunk, o.source), ids: ids})
 	}
+	return reqs
+}
 
-	client := &http.Client{Timeout: o.timeout}
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		accepted  = map[int]bool{}
-		sum       = loadgenSummary{Source: o.source, Requests: len(reqs)}
-		sentSoFar atomic.Int64
-	)
+// encodeBatch returns the events as a CloudEvents JSON batch, every one from
+// source and stamped with the current time.
+func encodeBatch(chunk []plannedEvent, source string) []byte {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for j, e := range chunk {
+		if j > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":"sluice.loadgen.v1","subject":"customer-%d","time":%q,"datacontenttype":"application/json","data":{"n":%d,"amount":%d}}`,
+			e.id, source, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), e.id, e.id%1000)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes()
+}
+
+func countDuplicates(events []plannedEvent) int {
+	n := 0
 	for _, e := range events {
 		if e.dup {
-			sum.Duplicates++
+			n++
 		}
 	}
-	start := time.Now()
-	tl := &timeline{start: start}
+	return n
+}
+
+// loadgenRun is the state of a run that its workers share.
+type loadgenRun struct {
+	o         loadgenOptions
+	client    *http.Client
+	reqs      []loadgenRequest
+	start     time.Time
+	tl        *timeline
+	sentSoFar atomic.Int64
+
+	mu        sync.Mutex
+	latencies []time.Duration
+	accepted  map[int]bool
+	sum       loadgenSummary
+}
+
+func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSummary, []string, *timeline, error) {
+	events := plan(o.events, o.duplicates)
+	reqs := buildRequests(events, o)
+	run := &loadgenRun{
+		o:        o,
+		client:   &http.Client{Timeout: o.timeout},
+		reqs:     reqs,
+		accepted: map[int]bool{},
+		sum:      loadgenSummary{Source: o.source, Requests: len(reqs), Duplicates: countDuplicates(events)},
+	}
+	run.start = time.Now()
+	run.tl = &timeline{start: run.start}
+
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range o.concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range work {
-				r := reqs[i]
-				code, lat, retries, non2xx, timeouts := sendWithRetry(ctx, client, o, r.body, tl)
-				mu.Lock()
-				latencies = append(latencies, lat...)
-				sum.Retries += retries
-				sum.Non2xx += non2xx
-				sum.Timeouts += timeouts
-				switch {
-				case code == http.StatusAccepted:
-					sum.Accepted += len(r.ids)
-					for _, id := range r.ids {
-						accepted[id] = true
-					}
-				case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
-					sum.Rejected += len(r.ids)
-				default:
-					sum.Failed += len(r.ids)
-				}
-				mu.Unlock()
-				sentSoFar.Add(int64(len(r.ids)))
-			}
+			run.work(ctx, work)
 		}()
 	}
+	stopProgress := run.reportProgress(stderr)
+	run.feed(ctx, work)
+	close(work)
+	wg.Wait()
+	stopProgress()
+
+	sum := run.summarize(time.Since(run.start))
+	ids := run.acceptedIDs()
+	if ctx.Err() != nil {
+		return sum, ids, run.tl, errors.New("interrupted")
+	}
+	return sum, ids, run.tl, nil
+}
+
+// work sends the requests whose indexes come from work, until it is closed.
+func (run *loadgenRun) work(ctx context.Context, work <-chan int) {
+	for i := range work {
+		r := run.reqs[i]
+		res := sendWithRetry(ctx, run.client, run.o, r.body, run.tl)
+		run.record(r, res)
+		run.sentSoFar.Add(int64(len(r.ids)))
+	}
+}
+
+// record adds the result of request r to the summary: its events count as
+// accepted on 202, rejected on a 4xx other than 429, else failed.
+func (run *loadgenRun) record(r loadgenRequest, res sendResult) {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.latencies = append(run.latencies, res.latencies...)
+	run.sum.Retries += res.retries
+	run.sum.Non2xx += res.non2xx
+	run.sum.Timeouts += res.timeouts
+	switch code := res.code; {
+	case code == http.StatusAccepted:
+		run.sum.Accepted += len(r.ids)
+		for _, id := range r.ids {
+			run.accepted[id] = true
+		}
+	case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
+		run.sum.Rejected += len(r.ids)
+	default:
+		run.sum.Failed += len(r.ids)
+	}
+}
+
+// reportProgress prints, every second and unless --quiet, how many events
+// were sent so far. The function it returns stops it, and returns once it has
+// stopped.
+func (run *loadgenRun) reportProgress(stderr io.Writer) (stop func()) {
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
 	go func() {
@@ -278,108 +441,126 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 			case <-stopProgress:
 				return
 			case <-t.C:
-				if !o.quiet {
-					n := sentSoFar.Load()
-					fmt.Fprintf(stderr, "loadgen: %d/%d events, %.0f events/s\n", n, o.events, float64(n)/time.Since(start).Seconds())
+				if !run.o.quiet {
+					n := run.sentSoFar.Load()
+					fmt.Fprintf(stderr, "loadgen: %d/%d events, %.0f events/s\n", n, run.o.events, float64(n)/time.Since(run.start).Seconds())
 				}
 			}
 		}
 	}()
-feed:
-	for i := range reqs {
-		if o.rate > 0 { // pace by events, not requests
-			due := start.Add(time.Duration(float64(i*o.batch) / o.rate * float64(time.Second)))
+	return func() {
+		close(stopProgress)
+		<-progressDone
+	}
+}
+
+// feed hands the index of every request to the workers in order, paced to
+// --rate events per second if set, until all are handed out or ctx is done.
+func (run *loadgenRun) feed(ctx context.Context, work chan<- int) {
+	for i := range run.reqs {
+		if run.o.rate > 0 { // pace by events, not requests
+			due := run.start.Add(time.Duration(float64(i*run.o.batch) / run.o.rate * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
 				select {
 				case <-ctx.Done():
-					break feed
+					return
 				case <-time.After(d):
 				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			break feed
+			return
 		case work <- i:
 		}
 	}
-	close(work)
-	wg.Wait()
-	close(stopProgress)
-	<-progressDone
+}
 
-	elapsed := time.Since(start)
-	sum.Sent = int(sentSoFar.Load())
-	sum.UniqueAccepted = len(accepted)
+// summarize completes the summary once every worker is done, elapsed after
+// the start.
+func (run *loadgenRun) summarize(elapsed time.Duration) loadgenSummary {
+	sum := run.sum
+	sum.Sent = int(run.sentSoFar.Load())
+	sum.UniqueAccepted = len(run.accepted)
 	sum.ElapsedSeconds = elapsed.Seconds()
 	sum.EventsPerSecond = float64(sum.Sent) / elapsed.Seconds()
-	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		if len(latencies) == 0 {
-			return 0
-		}
-		return float64(latencies[min(int(p*float64(len(latencies))), len(latencies)-1)].Microseconds()) / 1000
+	slices.Sort(run.latencies)
+	sum.LatencyP50Ms = latencyPercentileMs(run.latencies, .50)
+	sum.LatencyP95Ms = latencyPercentileMs(run.latencies, .95)
+	sum.LatencyP99Ms = latencyPercentileMs(run.latencies, .99)
+	sum.LatencyMaxMs = latencyPercentileMs(run.latencies, 1)
+	return sum
+}
+
+// latencyPercentileMs returns the p-quantile (0 to 1) of sorted, in
+// milliseconds; 0 when sorted is empty.
+func latencyPercentileMs(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
 	}
-	sum.LatencyP50Ms, sum.LatencyP95Ms, sum.LatencyP99Ms, sum.LatencyMaxMs = pct(.50), pct(.95), pct(.99), pct(1)
-	ids := make([]string, 0, len(accepted))
-	for id := range accepted {
+	return float64(sorted[min(int(p*float64(len(sorted))), len(sorted)-1)].Microseconds()) / 1000
+}
+
+// acceptedIDs returns the ids of the events that got 202, in no order.
+func (run *loadgenRun) acceptedIDs() []string {
+	ids := make([]string, 0, len(run.accepted))
+	for id := range run.accepted {
 		ids = append(ids, strconv.Itoa(id))
 	}
-	if ctx.Err() != nil {
-		return sum, ids, tl, errors.New("interrupted")
-	}
-	return sum, ids, tl, nil
+	return ids
+}
+
+// sendResult is what sendWithRetry reports of one request: the last status
+// (0 for a transport error), every attempt's latency, and how many retries,
+// non-2xx answers and timeouts it took.
+type sendResult struct {
+	code                      int
+	latencies                 []time.Duration
+	retries, non2xx, timeouts int
 }
 
 // sendWithRetry posts body until it is answered with something other than
-// 429, 503 or a transport error, or attempts run out. It returns the last
-// status (0 for a transport error) and every attempt's latency.
-func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte, tl *timeline) (code int, lats []time.Duration, retries, non2xx, timeouts int) {
+// 429, 503 or a transport error, or attempts run out.
+func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte, tl *timeline) (res sendResult) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
 		if err != nil {
-			return 0, lats, retries, non2xx, timeouts
+			res.code = 0 // not a status from an earlier attempt
+			return res
 		}
 		req.Header.Set("Content-Type", "application/cloudevents-batch+json")
 		req.Header.Set("Authorization", "Bearer "+o.key)
 		t0 := time.Now()
 		resp, err := client.Do(req)
-		lats = append(lats, time.Since(t0))
-		code = 0
-		var netErr interface{ Timeout() bool }
-		switch {
-		case err != nil && errors.As(err, &netErr) && netErr.Timeout():
-			timeouts++
-			tl.add(time.Now(), 2)
-		case err != nil:
-			tl.add(time.Now(), 3)
-		case resp.StatusCode/100 == 2:
-			tl.add(time.Now(), 0)
-		default:
-			tl.add(time.Now(), 1)
+		res.latencies = append(res.latencies, time.Since(t0))
+		res.code = 0
+		oc := classifyAnswer(resp, err)
+		if oc == outcomeTimeout {
+			res.timeouts++
 		}
+		tl.add(time.Now(), oc)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			code = resp.StatusCode
-			if code/100 != 2 {
-				non2xx++
+			res.code = resp.StatusCode
+			if res.code/100 != 2 {
+				res.non2xx++
 			}
-			if code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
-				return code, lats, retries, non2xx, timeouts
+			if res.code != http.StatusTooManyRequests && res.code != http.StatusServiceUnavailable {
+				return res
 			}
 			if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
 				backoff = max(backoff, time.Duration(s)*time.Second)
 			}
 		}
 		if attempt >= o.retries || ctx.Err() != nil {
-			return code, lats, retries, non2xx, timeouts
+			return res
 		}
-		retries++
+		res.retries++
 		select {
 		case <-ctx.Done():
-			return code, lats, retries, non2xx, timeouts
+			return res
 		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -1,13 +1,11 @@
-package consumer
+package targetdb
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -55,51 +53,20 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsWithJitterUpToTheCap(t *testing.T) {
-	a := &Applier{cfg: Config{RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second}}
-	for attempt := 0; attempt < 40; attempt++ {
-		want := min(100*time.Millisecond<<min(attempt, 30), 2*time.Second)
-		for range 50 {
-			d := a.backoff(attempt)
-			if d < want/2 || d > want {
-				t.Fatalf("attempt %d: backoff %v outside [%v, %v]", attempt, d, want/2, want)
-			}
-		}
-	}
-}
-
-func TestConfigValidateNamesTheField(t *testing.T) {
-	ok := Config{Target: "a", Brokers: []string{"k:9092"}, DSN: "postgres://x"}
-	cases := []struct {
-		name   string
-		mutate func(*Config)
-		want   string
+func TestIsSlow(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
 	}{
-		{"an upper-case target name", func(c *Config) { c.Target = "A" }, "target name"},
-		{"a target name with a dot", func(c *Config) { c.Target = "a.b" }, "target name"},
-		{"no brokers", func(c *Config) { c.Brokers = nil }, "kafka.brokers"},
-		{"no DSN", func(c *Config) { c.DSN = "" }, "targets[a].dsn"},
-		{"a negative batch size", func(c *Config) { c.BatchSize = -1 }, "must not be negative"},
-	}
-	if err := ok.Validate(); err != nil {
-		t.Fatalf("valid config refused: %v", err)
-	}
-	for _, c := range cases {
-		cfg := ok
-		c.mutate(&cfg)
-		err := cfg.Validate()
-		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want ErrInvalidConfig naming %s", c.name, err, c.want)
+		{"a statement timeout (57014) is slowness", pgErr("57014"), true},
+		{"a transaction deadline is slowness", fmt.Errorf("apply: %w", context.DeadlineExceeded), true},
+		{"a lock timeout (55P03) is not: a smaller batch waits on the same lock", pgErr("55P03"), false},
+		{"a lost connection is not", pgErr("08006"), false},
+		{"a data error is not", pgErr("22P02"), false},
+	} {
+		if got := IsSlow(c.err); got != c.want {
+			t.Errorf("%s: IsSlow = %v", c.name, got)
 		}
-	}
-}
-
-func TestNewRefusesAnUnparsableDSNWithoutQuotingIt(t *testing.T) {
-	_, err := New(Config{Target: "a", Brokers: []string{"k:9092"}, DSN: "postgres://u:s3cret@host:notaport/db"})
-	if err == nil {
-		t.Fatal("accepted a DSN with a bad port")
-	}
-	if strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("the error leaks the password: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package consumer
+package targetdb
 
 import (
 	"context"
@@ -57,8 +57,15 @@ func classifySQLState(code string) Class {
 	return Retryable
 }
 
-// isShutdown reports errors that mean "we are stopping", which must neither
-// trip a breaker nor be logged as faults.
-func isShutdown(err error) bool {
-	return errors.Is(err, context.Canceled)
+// IsSlow reports a failure that says the database is slow rather than
+// blocked or broken: a statement that outran statement_timeout (57014) or
+// a transaction that outran its deadline. A smaller batch may get through
+// where this one did not. A lock timeout (55P03) is not slowness: a smaller
+// batch waits on the same lock.
+func IsSlow(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57014"
+	}
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
 }

@@ -1,4 +1,4 @@
-package consumer
+package targetdb
 
 import (
 	"context"
@@ -52,17 +52,15 @@ func BenchmarkApply(b *testing.B) {
 	// The harness calls each sub-benchmark several times while it sizes b.N:
 	// every call gets ids of its own, so both sides always insert new rows.
 	runs := 0
-	batch := func(run, i int) []record {
-		recs := make([]record, size)
+	batch := func(run, i int) []Record {
+		recs := make([]Record, size)
 		for j := range recs {
 			raw := fmt.Sprintf(`{"specversion":"1.0","id":"%d-%d-%d","source":"bench","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`, run, i, j, j%97, j)
-			recs[j] = decodeRecord(kafka.Message{Topic: "sluice.events", Partition: 0, Offset: int64(i*size + j), Value: []byte(raw)})
+			recs[j] = Decode(kafka.Message{Topic: "sluice.events", Partition: 0, Offset: int64(i*size + j), Value: []byte(raw)})
 		}
 		return recs
 	}
-	cfg := Config{Target: "bench", Brokers: []string{"unused:9092"}, DSN: dsn}
-	cfg.setDefaults()
-	pool, err := newPool(cfg)
+	pool, err := NewPool(dsn, Session{ApplicationName: "sluice-bench", LockTimeout: 2 * time.Second}, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,14 +68,21 @@ func BenchmarkApply(b *testing.B) {
 
 	b.Run("sluice_apply", func(b *testing.B) {
 		runs++
-		batches := make([][]record, b.N)
+		batches := make([][]Record, b.N)
 		for i := range batches {
 			batches[i] = batch(runs, i)
 		}
+		off, err := LoadOffset(ctx, pool, "sluice.events", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		from := off.Next
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			n, err := applyTx(ctx, pool, batches[i], cursorAfter("sluice.events", batches[i][size-1].msg))
+			cur := CursorAfter("sluice.events", from, batches[i][size-1].Msg)
+			from = cur.Next
+			n, err := Apply(ctx, pool, batches[i], cur)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -95,14 +100,14 @@ func BenchmarkApply(b *testing.B) {
 			recs := batch(runs, i)
 			rows[i] = make([][]any, size)
 			for j := range recs {
-				row, _ := stagingRow(&recs[j])
+				row, _ := recs[j].Row()
 				rows[i][j] = row
 			}
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw_events"}, stagingColumns, pgx.CopyFromRows(rows[i])); err != nil {
+			if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw_events"}, ColumnNames(), pgx.CopyFromRows(rows[i])); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,0 +1,259 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+)
+
+// DesiredState is the value of a target's record in sluice.control: what
+// operators want every replica of the target's applier to do.
+type DesiredState struct {
+	Paused bool `json:"paused"`
+	// Rewind is the last rewind asked for: partitions move back to it once.
+	Rewind *Rewind `json:"rewind,omitempty"`
+	// Skip is the last skip asked for: partitions move forward to it once,
+	// and the events passed over are never applied to the target.
+	Skip      *Rewind   `json:"skip,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	By        string    `json:"by"`
+	// Version counts the target's accepted changes. A record is accepted
+	// only if it is the next version of the state its writer read; one that
+	// lost a race with another operator's change is ignored by every reader
+	// (see fold). 0 is an unversioned record, always accepted.
+	Version int64 `json:"version,omitempty"`
+	// Write names the write, so that its writer can tell whether it was
+	// accepted.
+	Write string `json:"write,omitempty"`
+}
+
+// Rewind asks every replica to move every partition to an offset: back for
+// a rewind, forward for a skip.
+type Rewind struct {
+	// ID names the command. Ids sort in the order they were issued: each
+	// partition applies a command once, and never one older than the last
+	// it applied.
+	ID string `json:"id"`
+	// ToTime or ToOffset ("earliest", "latest" or a number) is what was asked.
+	ToTime   *time.Time `json:"to_time,omitempty"`
+	ToOffset string     `json:"to_offset,omitempty"`
+	// Offsets are the offsets resolved per partition when the command was
+	// issued, so that every replica moves to the same place.
+	Offsets     map[int]int64 `json:"offsets"`
+	RequestedAt time.Time     `json:"requested_at"`
+}
+
+// ErrConflict is returned (wrapped) by SetPaused, IssueRewind and IssueSkip
+// when another operator changed the target's state between reading it and
+// writing the change: nothing was changed; run the command again.
+var ErrConflict = errors.New("another change to the target's desired state came first")
+
+// Plane reads and writes sluice.control and sluice.status. Safe for
+// concurrent use.
+type Plane struct {
+	cluster *kafkaadmin.Cluster
+	control *kafka.Writer
+	status  *kafka.Writer
+}
+
+// New returns a Plane on cluster. It creates no topic: callers that write
+// make sure the topics exist (kafkaadmin.EnsureTopics).
+func New(cluster *kafkaadmin.Cluster) *Plane {
+	return &Plane{
+		cluster: cluster,
+		control: cluster.NewWriter(kafkaadmin.WriterConfig{Topic: kafkaadmin.ControlTopic, Linger: time.Millisecond}),
+		status:  cluster.NewWriter(kafkaadmin.WriterConfig{Topic: kafkaadmin.StatusTopic, Linger: time.Millisecond}),
+	}
+}
+
+// Close flushes and closes the writers.
+func (p *Plane) Close() error {
+	return errors.Join(p.control.Close(), p.status.Close())
+}
+
+// fold is the control topic read in order: each target's accepted state.
+// A record is accepted when it is the first seen for its target (the log
+// may have been compacted), unversioned, or exactly the next version;
+// anything else lost a race and is ignored. A tombstone forgets the target.
+type fold struct {
+	states map[string]DesiredState
+	// newestLost is set for a target whose newest record was ignored.
+	newestLost map[string]bool
+}
+
+func newFold() *fold {
+	return &fold{states: map[string]DesiredState{}, newestLost: map[string]bool{}}
+}
+
+// apply folds m in and reports whether it changed the target's state.
+func (f *fold) apply(m kafka.Message) (DesiredState, bool) {
+	target := string(m.Key)
+	if m.Value == nil {
+		_, had := f.states[target]
+		delete(f.states, target)
+		f.newestLost[target] = false
+		return DesiredState{}, had
+	}
+	var s DesiredState
+	if json.Unmarshal(m.Value, &s) != nil {
+		return f.states[target], false // unreadable: ignored, as an older build would
+	}
+	cur, seen := f.states[target]
+	if seen && s.Version != 0 && s.Version != cur.Version+1 {
+		f.newestLost[target] = true
+		return cur, false
+	}
+	f.states[target] = s
+	f.newestLost[target] = false
+	return s, true
+}
+
+// read folds the control topic to its end.
+func (p *Plane) read(ctx context.Context) (*fold, error) {
+	f := newFold()
+	err := p.cluster.ReadToEnd(ctx, kafkaadmin.ControlTopic, 0, func(m kafka.Message) { f.apply(m) })
+	if err != nil && !errors.Is(err, kafkaadmin.ErrNoTopic) {
+		return nil, fmt.Errorf("read %s: %w", kafkaadmin.ControlTopic, err)
+	}
+	return f, nil
+}
+
+// Current reads the control topic to its end and returns each target's
+// accepted desired state. No control topic yet means nobody asked anything.
+func (p *Plane) Current(ctx context.Context) (map[string]DesiredState, error) {
+	f, err := p.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.states, nil
+}
+
+// Publish writes a target's desired state as it is, unconditionally, and
+// returns once Kafka has it. Operator commands go through update instead.
+func (p *Plane) Publish(ctx context.Context, target string, s DesiredState) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return p.control.WriteMessages(ctx, kafka.Message{Key: []byte(target), Value: b})
+}
+
+// update applies change to target's current state and writes the result
+// as the next version, conditional on that state. If another writer's
+// change came first, every reader ignores this one and update returns
+// ErrConflict; when the ignored write is the newest record of the target,
+// update first writes the winning state again, so that the newest record
+// is an accepted one even after compaction. change reports whether there
+// is anything to write.
+func (p *Plane) update(ctx context.Context, target, by string, change func(*DesiredState) (bool, error)) (bool, error) {
+	f, err := p.read(ctx)
+	if err != nil {
+		return false, err
+	}
+	s := f.states[target]
+	changed, err := change(&s)
+	if err != nil || !changed {
+		return false, err
+	}
+	s.Version++
+	s.UpdatedAt, s.By, s.Write = time.Now().UTC(), by, newWriteID()
+	if err := p.Publish(ctx, target, s); err != nil {
+		return false, err
+	}
+	var conflict error
+	for attempt := 0; attempt < 5; attempt++ {
+		if f, err = p.read(ctx); err != nil {
+			return false, fmt.Errorf("written, but not read back: %w", err)
+		}
+		now := f.states[target]
+		if now.Write == s.Write {
+			return conflict == nil, conflict
+		}
+		if conflict == nil {
+			conflict = fmt.Errorf("%w: %s's state was changed by %s at %s; nothing was changed, run the command again",
+				ErrConflict, target, now.By, now.UpdatedAt.Format(time.RFC3339))
+		}
+		if !f.newestLost[target] {
+			return false, conflict
+		}
+		s = now // write the winner again, as the next version
+		s.Version++
+		s.Write = newWriteID()
+		if err := p.Publish(ctx, target, s); err != nil {
+			return false, conflict
+		}
+	}
+	return false, conflict
+}
+
+func newWriteID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// SetPaused pauses or resumes a target, keeping the rest of its state. It
+// reports false, and writes nothing, when the target already is so.
+func (p *Plane) SetPaused(ctx context.Context, target string, paused bool, by string) (bool, error) {
+	return p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		if s.Paused == paused {
+			return false, nil
+		}
+		s.Paused = paused
+		return true, nil
+	})
+}
+
+// IssueRewind resolves req and publishes it for target, keeping its pause.
+func (p *Plane) IssueRewind(ctx context.Context, target, eventsTopic string, req RewindRequest, by string) (*Rewind, error) {
+	rw, err := p.ResolveRewind(ctx, eventsTopic, req)
+	if err != nil {
+		return nil, err
+	}
+	_, err = p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		s.Rewind = rw
+		return true, nil
+	})
+	return rw, err
+}
+
+// IssueSkip publishes a skip for target: every partition moves forward to
+// skip's offsets, and the events between are never applied to it.
+func (p *Plane) IssueSkip(ctx context.Context, target string, skip *Rewind, by string) error {
+	_, err := p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		s.Skip = skip
+		return true, nil
+	})
+	return err
+}
+
+// Follow passes target's desired state to obey: once with the state the
+// control topic holds when Follow starts (the accepted state only, never the
+// history, so a replica that re-reads the topic after a broker restart does
+// not replay old pauses and rewinds), then each accepted change, until ctx
+// ends or reading fails; the caller retries. caughtUp is called once the
+// starting state is known (also when there is none).
+func (p *Plane) Follow(ctx context.Context, target string, caughtUp func(), obey func(DesiredState)) error {
+	f := newFold()
+	live := false
+	return p.cluster.Follow(ctx, kafkaadmin.ControlTopic, func() {
+		live = true
+		if s, ok := f.states[target]; ok {
+			obey(s)
+		}
+		caughtUp()
+	}, func(m kafka.Message) {
+		s, changed := f.apply(m)
+		if live && changed && string(m.Key) == target {
+			obey(s)
+		}
+	})
+}

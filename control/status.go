@@ -1,0 +1,98 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+)
+
+// ApplierStatus is what one applier replica reports about itself in
+// sluice.status, every few seconds and on every change of its breaker. It
+// is the contract between appliers and operator tools: they never scrape an
+// applier's /metrics.
+type ApplierStatus struct {
+	Target  string `json:"target"`
+	Replica string `json:"replica"`
+	// Breaker is closed, half-open or open.
+	Breaker string `json:"breaker"`
+	// Paused is whether the replica obeys a pause now.
+	Paused bool `json:"paused"`
+	// Partitions are those the replica owns now.
+	Partitions []int `json:"partitions"`
+	// BatchLimit is the most records one transaction carries now: lower
+	// than the configured batch size while the database is slow.
+	BatchLimit int `json:"batch_limit"`
+	// AheadOfLog lists the partitions whose recorded position lies beyond
+	// the log's end (the topic was recreated or truncated): they apply
+	// nothing until an operator rewinds them.
+	AheadOfLog []int `json:"ahead_of_log,omitempty"`
+	// LastError is the last failure applying to the target, while it lasts:
+	// cleared by the next success.
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	StartedAt   time.Time  `json:"started_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	// Every is how often the replica reports: a report older than three
+	// times this means the replica is gone or stuck.
+	Every time.Duration `json:"every_ns"`
+}
+
+// Stale reports whether the replica has missed three reports by now.
+func (s ApplierStatus) Stale(now time.Time) bool {
+	every := s.Every
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	return now.Sub(s.UpdatedAt) > 3*every
+}
+
+func statusKey(target, replica string) string { return target + "/" + replica }
+
+// PublishStatus writes s, keyed by its target and replica.
+func (p *Plane) PublishStatus(ctx context.Context, s ApplierStatus) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return p.status.WriteMessages(ctx, kafka.Message{Key: []byte(statusKey(s.Target, s.Replica)), Value: b})
+}
+
+// ForgetStatus writes the tombstone of a replica that stops cleanly.
+func (p *Plane) ForgetStatus(ctx context.Context, target, replica string) error {
+	return p.status.WriteMessages(ctx, kafka.Message{Key: []byte(statusKey(target, replica))})
+}
+
+// Statuses reads sluice.status to its end and returns each target's live
+// replicas, sorted by replica. No status topic yet means no replica has run.
+func (p *Plane) Statuses(ctx context.Context) (map[string][]ApplierStatus, error) {
+	latest := map[string]ApplierStatus{}
+	err := p.cluster.ReadToEnd(ctx, kafkaadmin.StatusTopic, 0, func(m kafka.Message) {
+		if m.Value == nil {
+			delete(latest, string(m.Key))
+			return
+		}
+		var s ApplierStatus
+		if json.Unmarshal(m.Value, &s) == nil && strings.HasPrefix(string(m.Key), s.Target+"/") {
+			latest[string(m.Key)] = s
+		}
+	})
+	if err != nil && !errors.Is(err, kafkaadmin.ErrNoTopic) {
+		return nil, fmt.Errorf("read %s: %w", kafkaadmin.StatusTopic, err)
+	}
+	out := map[string][]ApplierStatus{}
+	for _, s := range latest {
+		out[s.Target] = append(out[s.Target], s)
+	}
+	for _, list := range out {
+		sort.Slice(list, func(i, j int) bool { return list[i].Replica < list[j].Replica })
+	}
+	return out, nil
+}

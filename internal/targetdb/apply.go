@@ -1,0 +1,199 @@
+package targetdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Record is one Kafka message with its decoded event, or the reason it
+// could not be decoded (then it can only be dead-lettered).
+type Record struct {
+	Msg       kafka.Message
+	Event     schema.Event
+	DecodeErr error
+}
+
+// Decode decodes m's value as an event.
+func Decode(m kafka.Message) Record {
+	ev, err := schema.DecodeEvent(m.Value)
+	if err != nil {
+		err = fmt.Errorf("decode record %d/%d: %w", m.Partition, m.Offset, err)
+	}
+	return Record{Msg: m, Event: ev, DecodeErr: err}
+}
+
+// Cursor moves an offsets row: everything of Topic's Partition before Next
+// is in the target once it is written. From is what the row holds now, as
+// far as the writer knows: the move is a compare-and-set on it, so a writer
+// that lost the partition (an old owner whose transaction outlived its
+// generation) or raced an operator's rewind can never move the row back or
+// over the rewind. A row that does not exist yet is created whatever From is.
+type Cursor struct {
+	Topic     string
+	Partition int
+	From      int64
+	Next      int64
+	// LastTime is the Kafka timestamp of the record at Next−1 (zero when
+	// unknown): the log's fingerprint at the position, checked on resume.
+	LastTime time.Time
+}
+
+// CursorAfter is the cursor from from to just past last.
+func CursorAfter(topic string, from int64, last kafka.Message) Cursor {
+	return Cursor{Topic: topic, Partition: last.Partition, From: from, Next: last.Offset + 1, LastTime: last.Time}
+}
+
+func (cur Cursor) lastTime() any {
+	if cur.LastTime.IsZero() {
+		return nil
+	}
+	return cur.LastTime
+}
+
+const moveOffset = `INSERT INTO sluice_offsets (topic, partition, next_offset, last_record_time, updated_at)
+VALUES ($1, $2, $4, $5, now())
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
+	last_record_time = EXCLUDED.last_record_time, updated_at = EXCLUDED.updated_at
+WHERE sluice_offsets.next_offset = $3`
+
+// moved checks a moveOffset's outcome.
+func (cur Cursor) moved(ct pgconn.CommandTag) error {
+	if ct.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s/%d is no longer at %d", ErrOffsetsMoved, cur.Topic, cur.Partition, cur.From)
+	}
+	return nil
+}
+
+// Apply writes recs to the ledger and moves cur in one transaction: COPY
+// into the session's staging table, INSERT … ON CONFLICT DO NOTHING, the
+// offsets row, commit. It returns how many rows were new. Every record must
+// be decodable.
+func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor) (int64, error) {
+	rows := make([][]any, len(recs))
+	for i := range recs {
+		if recs[i].DecodeErr != nil {
+			return 0, recs[i].DecodeErr
+		}
+		row, err := recs[i].Row()
+		if err != nil {
+			return 0, fmt.Errorf("record %d/%d: %w", recs[i].Msg.Partition, recs[i].Msg.Offset, err)
+		}
+		rows[i] = row
+	}
+	var inserted int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_staging"}, ColumnNames(), pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy into staging: %w", err)
+		}
+		var b pgx.Batch
+		b.Queue(insertFromStaging).Exec(func(ct pgconn.CommandTag) error {
+			inserted = ct.RowsAffected()
+			return nil
+		})
+		b.Queue(moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime()).Exec(cur.moved)
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		return nil
+	})
+	return inserted, err
+}
+
+// Advance records that everything before cur.Next was dealt with, for a
+// tail of dead-lettered records that Apply never saw. Like Apply, it is a
+// compare-and-set on cur.From.
+func Advance(ctx context.Context, pool *pgxpool.Pool, cur Cursor) error {
+	ct, err := pool.Exec(ctx, moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime())
+	if err != nil {
+		return err
+	}
+	return cur.moved(ct)
+}
+
+// Offset is a partition's offsets row.
+type Offset struct {
+	Next     int64
+	RewindID string    // the last rewind applied to the partition
+	LastTime time.Time // Kafka timestamp of the record at Next−1; zero when unknown
+	Found    bool      // false when the target never applied the partition
+}
+
+// Querier is what reading an offsets row needs: a pool, a connection or a
+// transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// LoadOffset reads a partition's offsets row.
+func LoadOffset(ctx context.Context, q Querier, topic string, partition int) (Offset, error) {
+	var o Offset
+	var rewind *string
+	var last *time.Time
+	err := q.QueryRow(ctx, `SELECT next_offset, rewind_id, last_record_time FROM sluice_offsets WHERE topic = $1 AND partition = $2`,
+		topic, int32(partition)).Scan(&o.Next, &rewind, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, nil
+	}
+	if err != nil {
+		return o, err
+	}
+	o.Found = true
+	if rewind != nil {
+		o.RewindID = *rewind
+	}
+	if last != nil {
+		o.LastTime = *last
+	}
+	return o, nil
+}
+
+// moveOffset moves a partition to an operator's offset — back for a
+// rewind (LEAST), forward for a skip (GREATEST) — and records the command's
+// id in the same statement. Command ids sort in the order they were issued:
+// a partition applies each command once, and never one older than the last
+// it applied (a replica re-reading old control records cannot move it
+// back). A rewind past the target's position, or a skip behind it, leaves
+// the position as it is. The log fingerprint is forgotten when the position
+// changes.
+const moveCommand = `INSERT INTO sluice_offsets (topic, partition, next_offset, rewind_id, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = %[1]s(sluice_offsets.next_offset, EXCLUDED.next_offset),
+	last_record_time = CASE WHEN %[1]s(sluice_offsets.next_offset, EXCLUDED.next_offset) = sluice_offsets.next_offset
+		THEN sluice_offsets.last_record_time END,
+	rewind_id = EXCLUDED.rewind_id, updated_at = EXCLUDED.updated_at
+WHERE sluice_offsets.rewind_id IS NULL OR sluice_offsets.rewind_id < EXCLUDED.rewind_id
+RETURNING next_offset`
+
+var (
+	rewindOffset = fmt.Sprintf(moveCommand, "LEAST")
+	skipOffset   = fmt.Sprintf(moveCommand, "GREATEST")
+)
+
+// RecordMove moves a partition for the operator's command id: back to
+// offset (a rewind) or, with forward, ahead to it (a skip), unless that
+// command (or a later one) was already applied to it. It returns the
+// partition's position after it, and whether it recorded the command. For
+// a partition the target never applied, offset is where it starts: the
+// caller caps it at the partition's current position.
+func RecordMove(ctx context.Context, pool *pgxpool.Pool, topic string, partition int, offset int64, id string, forward bool) (int64, bool, error) {
+	sql := rewindOffset
+	if forward {
+		sql = skipOffset
+	}
+	var next int64
+	err := pool.QueryRow(ctx, sql, topic, int32(partition), offset, id).Scan(&next)
+	if errors.Is(err, pgx.ErrNoRows) { // applied before: the position is the target's
+		o, err := LoadOffset(ctx, pool, topic, partition)
+		return o.Next, false, err
+	}
+	return next, err == nil, err
+}

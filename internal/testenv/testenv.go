@@ -1,0 +1,149 @@
+// Package testenv gives layer tests the real services of deploy/local: a
+// Kafka cluster, fresh topics, and fresh, migrated databases on PostgreSQL
+// cluster A. It is imported only by tests.
+//
+// The services are found through the environment variables that `make test`
+// sets (see `deploy/local/stack env`): SLUICE_TEST_KAFKA and
+// SLUICE_TEST_PG_A. Without them a test skips, naming the variable; with
+// CI=true a missing variable fails it instead. With -short (`make unit`)
+// every test that needs them skips.
+//
+//	cluster := testenv.Kafka(t)
+//	topic := testenv.Topic(t, cluster, 3)
+//	dsn := testenv.Database(t) // migrated to the latest schema, dropped after the test
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Require returns the value of the environment variable name, skipping the
+// test (failing it under CI=true) when it is not set.
+func Require(t testing.TB, name string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local stack: not run with -short (`make layer` runs it)")
+	}
+	v := os.Getenv(name)
+	if v == "" {
+		msg := name + " is not set: run `make test`, or `eval \"$(deploy/local/stack env)\"` after `make up`"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return v
+}
+
+// ID returns a short random id, for names that must not collide.
+func ID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Kafka returns a Cluster on the local broker, closed after the test.
+func Kafka(t testing.TB) *kafkaadmin.Cluster {
+	t.Helper()
+	c := kafkaadmin.New(kafkaadmin.Config{Brokers: []string{Require(t, "SLUICE_TEST_KAFKA")}})
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Topic creates a fresh events topic with the given partitions, and returns
+// its name.
+func Topic(t testing.TB, c *kafkaadmin.Cluster, partitions int) string {
+	t.Helper()
+	name := "sluice.test." + ID()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.EnsureTopics(ctx, 1, kafkaadmin.EventsTopicSpec(name, partitions, time.Hour)); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	return name
+}
+
+// Database creates a fresh database on PostgreSQL cluster A, migrated to the
+// latest schema, dropped (with its sessions) after the test; it returns its
+// DSN.
+func Database(t testing.TB) string {
+	t.Helper()
+	base := Require(t, "SLUICE_TEST_PG_A")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", "SLUICE_TEST_PG_A", err)
+	}
+	defer admin.Close(context.Background())
+	name := "sluice_test_" + ID()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, base); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	cc, err := pgx.ParseConfig(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("postgres://%s:%s@%s:%d/%s", cc.User, cc.Password, cc.Host, cc.Port, name)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := schema.Migrate(ctx, conn, schema.LatestVersion(), schema.MigrateOptions{}); err != nil {
+		t.Fatalf("migrate %s: %v", name, err)
+	}
+	return dsn
+}
+
+// Conn opens a session on dsn, closed after the test.
+func Conn(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// Event returns the JSON of a valid event with the given source and id.
+func Event(source, id string) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":%q,"type":"test.v1","subject":"s-%s","data":{"n":1}}`, id, source, id)
+}
+
+// Poison returns the JSON of a valid event that a database prepared with
+// RefusePoison refuses (CHECK violation, SQLSTATE 23514): the event's fault,
+// never the database's.
+func Poison(source, id string) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":%q,"type":"test.v1","data":{"poison":true}}`, id, source)
+}
+
+// RefusePoison makes the ledger of dsn refuse the events Poison makes.
+func RefusePoison(t testing.TB, dsn string) {
+	t.Helper()
+	_, err := Conn(t, dsn).Exec(context.Background(),
+		`ALTER TABLE sluice_events ADD CONSTRAINT sluice_test_no_poison CHECK (data->>'poison' IS NULL)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}

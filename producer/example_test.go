@@ -1,0 +1,59 @@
+package producer_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/producer"
+)
+
+// Example wires the ingest handler to a Kafka writer and serves it. It needs
+// a broker, so it is compiled but not run.
+func Example() {
+	cluster := kafkaadmin.New(kafkaadmin.Config{Brokers: []string{"localhost:9092"}})
+	defer cluster.Close()
+	keys := []string{"a-key-of-at-least-16-characters"}
+	reg := prometheus.NewRegistry()
+	logger := slog.Default()
+
+	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: "sluice.events"})
+	defer w.Close()
+	h, err := producer.NewHandler(producer.Config{Keys: keys}, w, producer.NewMetrics(reg), logger)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/events", h)
+	log.Fatal(http.ListenAndServe(":8080", mux))
+}
+
+// discardAppender stands in for Kafka: it acknowledges every record at once.
+type discardAppender struct{}
+
+func (discardAppender) WriteMessages(context.Context, ...kafka.Message) error { return nil }
+
+// The handler appends through any Appender; *kafka.Writer is the real one.
+func ExampleHandler() {
+	h, err := producer.NewHandler(producer.Config{Keys: []string{"a-key-of-at-least-16-characters"}},
+		discardAppender{}, producer.NewMetrics(prometheus.NewRegistry()), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/v1/events",
+		strings.NewReader(`{"specversion":"1.0","id":"1","source":"example","type":"example.v1"}`))
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("Authorization", "Bearer a-key-of-at-least-16-characters")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Print(rec.Code, " ", rec.Body.String())
+	// Output: 202 {"accepted":1}
+}
