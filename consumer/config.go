@@ -102,6 +102,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 
 	now func() time.Time
+	// aheadGrace is how long a position beyond the log end must last
+	// before the partition is stopped as ahead of its log. 15s.
+	aheadGrace time.Duration
 }
 
 var targetName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,47}$`)
@@ -160,6 +163,7 @@ func (c *Config) setDefaults() {
 	def(&c.LagInterval, time.Second)
 	def(&c.StallTimeout, 20*time.Second)
 	def(&c.StatusInterval, 2*time.Second)
+	def(&c.aheadGrace, 15*time.Second)
 	if c.TripAfter == 0 {
 		c.TripAfter = 3
 	}

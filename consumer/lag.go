@@ -18,6 +18,12 @@ type partitionState struct {
 	// position, so the worker stops until an operator decides.
 	ahead   atomic.Bool
 	aheadAt atomic.Int64 // the position at which ahead was found
+	// suspectSince is when the position was first seen beyond the log end
+	// (unix nanoseconds; 0 when it is not).
+	suspectSince atomic.Int64
+	// reverify asks the worker to check the log's fingerprint before its
+	// next batch.
+	reverify atomic.Bool
 
 	// The timestamp of the record at next, cached by the monitor.
 	stampedOffset int64
@@ -145,27 +151,45 @@ func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState)
 	return worst, nil
 }
 
-// checkAhead sets st.ahead when the position lies beyond the log end, and
-// says so once, loudly, each time it starts or stops.
+// checkAhead follows a position that lies beyond the log end. At first it
+// is only suspect: right after a broker restart the log end reported can
+// lag behind for a moment. The worker holds (fetches and applies nothing)
+// while it is suspect, and checks the log's fingerprint before its next
+// batch once it is not. Suspect for longer than aheadGrace, it is ahead:
+// the topic was recreated or truncated, and the partition stays stopped —
+// even if the new log grows past the position — until an operator moves
+// it. Each change is said once, loudly. It reports whether st is ahead.
 func (a *Applier) checkAhead(st *partitionState, id int, next, end int64) bool {
-	// Sticky until the position moves (an operator's rewind or skip): the
-	// new log growing past the old position does not make it right.
-	ahead := next > end || (st.ahead.Load() && next == st.aheadAt.Load())
-	if ahead && !st.ahead.Load() {
-		st.aheadAt.Store(next)
+	if st.ahead.Load() {
+		if next == st.aheadAt.Load() {
+			return true
+		}
+		st.ahead.Store(false)
+		a.log.Info("partition moved by an operator; it applies again", "partition", id, "position", next, "log_end", end)
+		a.report.changed()
 	}
-	if st.ahead.Swap(ahead) == ahead {
-		return ahead
+	if next <= end {
+		st.suspectSince.Store(0)
+		return false
 	}
-	if ahead {
-		a.log.Error("the target's position is beyond the end of the log: the topic was recreated or truncated; "+
-			"this partition applies nothing until an operator rewinds it (sluice ctl rewind <target> --to-offset earliest)",
-			"partition", id, "position", next, "log_end", end)
-	} else {
-		a.log.Info("the target's position is within the log again", "partition", id, "position", next, "log_end", end)
+	now := a.cfg.now()
+	since := st.suspectSince.Load()
+	if since == 0 {
+		st.suspectSince.Store(now.UnixNano())
+		st.reverify.Store(true)
+		return false
 	}
+	if now.Sub(time.Unix(0, since)) < a.cfg.aheadGrace {
+		return false
+	}
+	st.aheadAt.Store(next)
+	st.ahead.Store(true)
+	st.suspectSince.Store(0)
+	a.log.Error("the target's position is beyond the end of the log: the topic was recreated or truncated; "+
+		"this partition applies nothing until an operator rewinds it (sluice ctl rewind <target> --to-offset earliest)",
+		"partition", id, "position", next, "log_end", end, "for", a.cfg.aheadGrace)
 	a.report.changed()
-	return ahead
+	return true
 }
 
 // measureGroupLag measures the age of the oldest record the group has not

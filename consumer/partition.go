@@ -24,8 +24,12 @@ type partitionWorker struct {
 	pos    int64 // offset of the next record to take from Kafka
 	// rewound is the id of the last rewind applied to this partition.
 	rewound string
-	// resumed is the offsets row the worker resumed from, if any.
-	resumed targetdb.Offset
+	// applied is the position the worker knows the target holds, with the
+	// timestamp of the record before it (the log's fingerprint there).
+	applied targetdb.Offset
+	// verified is whether the log was checked to still be the one the
+	// target applied, since the current reader was made.
+	verified bool
 }
 
 // offsetCommitter commits group offsets: a *kafka.Generation. Its commits
@@ -60,10 +64,6 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 	}
 	w.pos = start
 	w.st.next.Store(start)
-	if w.logMoved(ctx) {
-		w.st.aheadAt.Store(start)
-		w.st.ahead.Store(true)
-	}
 	defer w.dropReader()
 	w.log.Info("partition worker started", "offset", start, "last_rewind", w.rewound)
 	for ctx.Err() == nil {
@@ -80,7 +80,7 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 			w.move(ctx, cmd, forward)
 			continue
 		}
-		if w.st.ahead.Load() { // the log moved under the target: wait for an operator
+		if w.st.ahead.Load() || w.st.suspectSince.Load() != 0 { // the log may have moved under the target
 			w.dropReader()
 			select {
 			case <-ctx.Done():
@@ -107,7 +107,7 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 				case <-bctx.Done():
 					return
 				case <-tick.C:
-					if w.st.ahead.Load() {
+					if w.st.ahead.Load() || w.st.suspectSince.Load() != 0 {
 						cancel()
 						return
 					}
@@ -115,6 +115,20 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 			}
 		}()
 		batch := w.collect(bctx)
+		if w.st.reverify.Swap(false) {
+			w.verified = false
+		}
+		if len(batch) > 0 && !w.verified {
+			// The first batch of every reader: is this still the log the
+			// target applied? (A recreated topic can have grown past the
+			// target's position by now.)
+			if w.logMoved(ctx) {
+				w.st.aheadAt.Store(w.st.next.Load())
+				w.st.ahead.Store(true)
+				batch = nil
+			}
+			w.verified = true
+		}
 		if len(batch) > 0 && !w.applyWithRetry(bctx, batch) {
 			// Abandoned (paused, rewound, stopping): forget what was
 			// fetched past the last commit; it is fetched again later.
@@ -186,6 +200,7 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 		w.pos = next
 		w.st.next.Store(next)
 		w.rewound = cmd.ID
+		w.applied = targetdb.Offset{Next: next, Found: true} // the fingerprint there is unknown
 		if w.st.ahead.Load() && next != w.st.aheadAt.Load() {
 			w.st.ahead.Store(false) // the operator chose where the partition resumes
 			w.log.Info("partition resumes where the operator put it", "offset", next)
@@ -209,7 +224,7 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 // was deleted and created again, or truncated. A record that retention has
 // deleted, or a broker that does not answer, proves nothing either way.
 func (w *partitionWorker) logMoved(ctx context.Context) bool {
-	o := w.resumed
+	o := w.applied
 	if !o.Found || o.Next <= 0 {
 		return false
 	}
@@ -219,13 +234,11 @@ func (w *partitionWorker) logMoved(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
+	// A log that ends before the position proves nothing here (right after
+	// a broker restart the end reported can lag): the lag monitor watches
+	// that case over time.
 	last := o.Next - 1
-	switch {
-	case last >= ends[w.id]:
-		w.log.Error("the log ends before the target's position: the events topic was recreated or truncated",
-			"position", o.Next, "log_end", ends[w.id])
-		return true
-	case last < starts[w.id], o.LastTime.IsZero():
+	if last >= ends[w.id] || last < starts[w.id] || o.LastTime.IsZero() {
 		return false
 	}
 	ts, err := w.a.cluster.RecordTime(qctx, w.a.cfg.Topic, w.id, last)
@@ -283,7 +296,7 @@ func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (i
 		})
 		switch {
 		case err == nil && o.Found:
-			w.rewound, w.resumed = o.RewindID, o
+			w.rewound, w.applied = o.RewindID, o
 			return o.Next, true
 		case err == nil:
 			// A target that never applied this partition starts at the
@@ -311,6 +324,7 @@ func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (i
 
 func (w *partitionWorker) ensureReader() *kafka.Reader {
 	if w.reader == nil {
+		w.verified = false
 		w.reader = w.a.cluster.NewReader(kafkaadmin.ReaderConfig{
 			Topic: w.a.cfg.Topic, Partition: w.id, MaxBytes: 8 << 20, QueueCapacity: w.a.cfg.BatchSize, Logger: w.log,
 		})
@@ -479,6 +493,7 @@ func (w *partitionWorker) reloadPosition(ctx context.Context) {
 func (w *partitionWorker) afterCommit(last kafka.Message) {
 	next := last.Offset + 1
 	w.st.next.Store(next)
+	w.applied = targetdb.Offset{Next: next, LastTime: last.Time, Found: true}
 	if err := w.gen.CommitOffsets(map[string]map[int]int64{w.a.cfg.Topic: {last.Partition: next}}); err != nil {
 		w.log.Debug("group offset not committed (the target has it)", "offset", next, "err", err)
 	}
