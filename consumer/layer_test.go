@@ -292,16 +292,23 @@ func TestAWorkerAppliesThePartitionFromTheStart(t *testing.T) {
 	eventually(t, 2*time.Second, "group offset committed", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.last == 300 })
 }
 
+// slowInserts makes every insert into the ledger sleep seconds, for each
+// STATEMENT or each ROW: a database that works, slowly.
+func (ta *testApplier) slowInserts(each string, seconds float64) {
+	ta.t.Helper()
+	_, err := ta.db.Exec(context.Background(), fmt.Sprintf(`
+		CREATE FUNCTION sluice_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(%g); RETURN NULL; END $$;
+		CREATE TRIGGER sluice_test_slow AFTER INSERT ON sluice_events FOR EACH %s EXECUTE FUNCTION sluice_test_slow()`, seconds, each))
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+}
+
 func TestPauseStopsAWorkerAndLeavesNoSession(t *testing.T) {
 	ta := newTestApplier(t, func(c *Config) { c.BatchSize = 20 })
 	// A slow trigger makes each batch take a while, so the pause lands mid-batch.
-	_, err := ta.db.Exec(context.Background(), `
-		CREATE FUNCTION sluice_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$;
-		CREATE TRIGGER sluice_test_slow AFTER INSERT ON sluice_events FOR EACH STATEMENT EXECUTE FUNCTION sluice_test_slow()`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ta.slowInserts("STATEMENT", 0.05)
 	ta.publish(400, 0)
 	ta.startWorker()
 	eventually(t, 10*time.Second, "applying started", func() bool { return ta.nextOffset() > 0 })
@@ -319,7 +326,7 @@ func TestPauseStopsAWorkerAndLeavesNoSession(t *testing.T) {
 		t.Fatalf("a paused applier holds %d sessions", st.AcquiredConns())
 	}
 	var open int
-	err = ta.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+	err := ta.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
 		WHERE application_name = $1 AND state LIKE 'idle in transaction%'`, kafkaadmin.GroupID(ta.cfg.Target)).Scan(&open)
 	if err != nil || open != 0 {
 		t.Fatalf("%d sessions idle in transaction while paused (%v)", open, err)
@@ -477,13 +484,7 @@ func TestASlowDatabaseStillMakesProgress(t *testing.T) {
 		c.StatementTimeout = time.Second
 		c.TripAfter = 100 // this test is about the batch size, not the breaker
 	})
-	_, err := ta.db.Exec(context.Background(), `
-		CREATE FUNCTION sluice_test_slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN PERFORM pg_sleep(0.005); RETURN NULL; END $$;
-		CREATE TRIGGER sluice_test_slow_row AFTER INSERT ON sluice_events FOR EACH ROW EXECUTE FUNCTION sluice_test_slow_row()`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ta.slowInserts("ROW", 0.005)
 	ta.publish(400, 0) // 400 rows × 5 ms = 2 s: a whole batch can never fit in 1 s
 	ta.startWorker()
 	eventually(t, 30*time.Second, "all 400 applied through smaller batches", func() bool { return ta.nextOffset() == 400 })

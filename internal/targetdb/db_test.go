@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/testenv"
@@ -61,11 +62,7 @@ func TestApplyIsIdempotentAndMovesTheOffsetsRowWithTheRows(t *testing.T) {
 }
 
 func TestALateWriterCannotMoveTheOffsetsRowBack(t *testing.T) {
-	pool, err := NewPool(testenv.Database(t), Session{ApplicationName: "sluice-test"}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testPool(t)
 	ctx := context.Background()
 	rec := func(off int64, id string) Record {
 		return Decode(kafka.Message{Topic: "events", Partition: 0, Offset: off, Value: testenv.Event("s", id)})
@@ -75,7 +72,7 @@ func TestALateWriterCannotMoveTheOffsetsRowBack(t *testing.T) {
 	if _, err := Apply(ctx, pool, []Record{rec(9, "a")}, Cursor{Topic: "events", From: 0, Next: 10}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Apply(ctx, pool, []Record{rec(4, "late")}, Cursor{Topic: "events", From: 0, Next: 5})
+	_, err := Apply(ctx, pool, []Record{rec(4, "late")}, Cursor{Topic: "events", From: 0, Next: 5})
 	if !errors.Is(err, ErrOffsetsMoved) {
 		t.Fatalf("late commit: %v, want ErrOffsetsMoved", err)
 	}
@@ -92,11 +89,7 @@ func TestALateWriterCannotMoveTheOffsetsRowBack(t *testing.T) {
 }
 
 func TestRewindsApplyOnceInOrderAndNeverMoveForward(t *testing.T) {
-	pool, err := NewPool(testenv.Database(t), Session{ApplicationName: "sluice-test"}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testPool(t)
 	ctx := context.Background()
 	if err := Advance(ctx, pool, Cursor{Topic: "events", Partition: 2, Next: 120}); err != nil {
 		t.Fatal(err)
@@ -151,4 +144,15 @@ func TestEverySessionCarriesItsTimeouts(t *testing.T) {
 	if _, err := NewPool("postgres://u:s3cret@host:notaport/db", s, 1); err != ErrBadDSN {
 		t.Fatalf("bad DSN: %v, want ErrBadDSN (and no password in the message)", err)
 	}
+}
+
+// testPool is a pool on a fresh database, closed after the test.
+func testPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := NewPool(testenv.Database(t), Session{ApplicationName: "sluice-test"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
