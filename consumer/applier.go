@@ -26,8 +26,11 @@ type Applier struct {
 	plane   *control.Plane
 	pool    *pgxpool.Pool
 	dlq     *kafka.Writer
-	m       *metrics
-	log     *slog.Logger
+	// projections are run in each batch's transaction.
+	projections *targetdb.Projections
+	projStats   *projectionStats
+	m           *metrics
+	log         *slog.Logger
 
 	breaker    *breaker
 	partitions partitionSet
@@ -66,6 +69,12 @@ func New(cfg Config) (*Applier, error) {
 		st := pool.Stat()
 		return st.AcquiredConns(), st.IdleConns(), st.MaxConns()
 	})
+	a.projStats = newProjectionStats(cfg.Registerer, cfg.Target)
+	if a.projections, err = targetdb.CompileProjections(cfg.Projections, a.projStats.observe); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: target %s: %v", ErrInvalidConfig, cfg.Target, err)
+	}
+	a.projStats.declare(a.projections.Names())
 	a.report = newReporter(a)
 	a.limit = newBatchLimit(cfg.BatchSize, cfg.StatementTimeout/4, func(n int) {
 		a.m.batchLimit.Set(float64(n))

@@ -35,7 +35,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []targetdb.Record, prog *p
 		return nil
 	}
 	cur := targetdb.CursorAfter(a.cfg.Topic, prog.next, recs[len(recs)-1].Msg)
-	inserted, err := targetdb.Apply(ctx, a.pool, recs, cur)
+	inserted, err := targetdb.Apply(ctx, a.pool, recs, cur, a.projections)
 	if err == nil {
 		prog.next = cur.Next
 		a.m.applied.Add(float64(inserted))

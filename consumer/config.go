@@ -38,6 +38,11 @@ type Config struct {
 	// latest this build knows.
 	SchemaVersion int
 
+	// Projections apply the events to the target's own tables, in the
+	// transaction of each batch. None by default: the target gets the
+	// ledger alone.
+	Projections []targetdb.Projection
+
 	// MaxConns bounds the target's pool. One worker per partition shares
 	// it, so a locked database can hold at most MaxConns sessions of ours.
 	// Default 2.

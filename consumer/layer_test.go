@@ -567,3 +567,35 @@ func TestATargetResumingOnARecreatedTopicNoticesItFromTheRecordAtItsPosition(t *
 	ta.obey(control.DesiredState{Rewind: rw, By: "test"})
 	eventually(t, 20*time.Second, "the whole new log applied after the rewind", func() bool { return ta.rowCount() == 30 })
 }
+
+// One event with a value its target's projection refuses goes to the DLQ,
+// the error naming the projection; the rest of its batch applies, to the
+// ledger and to the projection's table alike.
+func TestAnEventAProjectionRefusesIsDeadLetteredNamingIt(t *testing.T) {
+	ta := newTestApplier(t, func(c *Config) {
+		c.Projections = []targetdb.Projection{{Name: "amounts", SQL: `INSERT INTO amounts SELECT id, (data->>'amount')::int FROM batch`}}
+	})
+	if _, err := ta.db.Exec(context.Background(), `CREATE TABLE amounts (id text PRIMARY KEY, amount int)`); err != nil {
+		t.Fatal(err)
+	}
+	var recs []targetdb.Record
+	for i, amount := range []string{"1", "2", `"three"`, "4", "5"} {
+		recs = append(recs, targetdb.Decode(kafka.Message{Topic: ta.topic, Offset: int64(i),
+			Value: fmt.Appendf(nil, `{"specversion":"1.0","id":"e%d","source":"s","type":"t","data":{"amount":%s}}`, i, amount)}))
+	}
+	var prog progress
+	if err := ta.applySpan(context.Background(), recs, &prog); err != nil {
+		t.Fatal(err)
+	}
+	letters := ta.deadLetters()
+	if len(letters) != 1 || letters[0].ID != "e2" || !strings.Contains(letters[0].Error, "projection amounts") {
+		t.Fatalf("dead letters %+v, want e2 naming projection amounts", letters)
+	}
+	var rows int
+	if err := ta.db.QueryRow(context.Background(), `SELECT count(*) FROM amounts`).Scan(&rows); err != nil || rows != 4 {
+		t.Fatalf("amounts holds %d rows (%v), want the 4 good events", rows, err)
+	}
+	if n := ta.rowCount(); n != 4 {
+		t.Fatalf("the ledger holds %d events, want 4: the refused one is in the DLQ, not half-applied", n)
+	}
+}

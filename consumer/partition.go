@@ -212,8 +212,10 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 		case moved && forward && next > from:
 			w.log.Warn("partition skipped forward by operator: these events will never be applied to this target",
 				"skip", cmd.ID, "from", from, "to", next, "skipped", next-from)
+		case moved && forward:
+			w.log.Info("partition skip recorded; it was already past the skip", "skip", cmd.ID, "offset", next)
 		case moved:
-			w.log.Info("partition moved by operator", verb, cmd.ID, "from", from, "offset", next)
+			w.log.Info("partition rewound", "rewind", cmd.ID, "from", from, "offset", next)
 		}
 		return
 	}

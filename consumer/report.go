@@ -67,6 +67,7 @@ func (r *reporter) status() control.ApplierStatus {
 		Target: a.cfg.Target, Replica: a.cfg.Replica, Breaker: a.breaker.State().String(),
 		Paused: desired.Paused, Partitions: ids, StartedAt: r.started, UpdatedAt: a.cfg.now().UTC(),
 		Every: a.cfg.StatusInterval, BatchLimit: a.limit.get(), AheadOfLog: ahead,
+		Projections: a.projStats.snapshot(a.projections.Names()),
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -34,6 +34,8 @@ type ApplierStatus struct {
 	// the log's end (the topic was recreated or truncated): they apply
 	// nothing until an operator rewinds them.
 	AheadOfLog []int `json:"ahead_of_log,omitempty"`
+	// Projections are the target's projections as this replica ran them.
+	Projections []ProjectionStatus `json:"projections,omitempty"`
 	// LastError is the last failure applying to the target, while it lasts:
 	// cleared by the next success.
 	LastError   string     `json:"last_error,omitempty"`
@@ -43,6 +45,18 @@ type ApplierStatus struct {
 	// Every is how often the replica reports: a report older than three
 	// times this means the replica is gone or stuck.
 	Every time.Duration `json:"every_ns"`
+}
+
+// ProjectionStatus is what one projection did on one replica.
+type ProjectionStatus struct {
+	Name string `json:"name"`
+	// Rows is how many rows it affected since the replica started.
+	Rows         int64         `json:"rows"`
+	LastDuration time.Duration `json:"last_duration_ns"`
+	// LastError is its last failure, while it lasts: a broken projection
+	// (a missing column or table) stalls its target until it is fixed.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitempty"`
 }
 
 // Stale reports whether the replica has missed three reports by now.

@@ -101,6 +101,9 @@ type pipelineOptions struct {
 	partitions  int
 	extraApply  string // YAML lines added under apply:
 	extraIngest string // YAML lines added under ingest:
+	// extraTarget are YAML lines added to a target's entry (short name →
+	// lines indented by four spaces): migrations, projections.
+	extraTarget map[string]string
 }
 
 func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
@@ -138,11 +141,20 @@ apply:
   retry_max: 2s
 %s
 targets:
-  - {name: %s, dsn: %q, schema_version: 3, listen: %q}
-  - {name: %s, dsn: %q, schema_version: 3, listen: %q}
+  - name: %s
+    dsn: %q
+    schema_version: 3
+    listen: %q
+%s
+  - name: %s
+    dsn: %q
+    schema_version: 3
+    listen: %q
+%s
 log: {level: info}
 `, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
-		p.targets["a"], p.dsns["a"], p.listen["a"], p.targets["b"], p.dsns["b"], p.listen["b"])
+		p.targets["a"], p.dsns["a"], p.listen["a"], opts.extraTarget["a"],
+		p.targets["b"], p.dsns["b"], p.listen["b"], opts.extraTarget["b"])
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 // and checks that every query of the Grafana dashboard and of the alert
 // rules names a metric that sluice really exports.
 func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
-	p := newPipeline(t, pipelineOptions{})
+	p := newPipeline(t, pipelineOptions{extraTarget: shopTargets(t)})
 	p.startIngest()
 	a := p.startApply("a")
-	p.loadgen("--events", "200", "--duplicates", "0.1")
+	p.loadgen("--shop", "--events", "200", "--duplicates", "0.1")
 	// A refused request, so that the 4xx series exist too.
 	resp, err := http.Post("http://"+p.ingestAt+"/v1/events", "application/json", strings.NewReader("{}"))
 	if err == nil {

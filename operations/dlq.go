@@ -100,7 +100,7 @@ func (o *Ops) ReplayDLQ(ctx context.Context, name string) (ReplayResult, error) 
 		applyErr := rec.DecodeErr
 		var inserted int64
 		if applyErr == nil {
-			inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur)
+			inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur, t.Projections)
 		}
 		switch {
 		case errors.Is(applyErr, targetdb.ErrOffsetsMoved):

@@ -7,16 +7,24 @@ import (
 
 	"github.com/sluicehq/sluice/control"
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // ErrUnknownTarget is returned (wrapped) when a request names a target that
 // is not configured.
 var ErrUnknownTarget = errors.New("unknown target")
 
+// ErrUnknownProjection is returned (wrapped) when a request names a
+// projection its target does not have.
+var ErrUnknownProjection = errors.New("unknown projection")
+
 // Target is one configured target.
 type Target struct {
 	Name string
 	DSN  string
+	// Projections are the target's projections: a DLQ replay applies
+	// through them as the applier does.
+	Projections *targetdb.Projections
 }
 
 // Config is what Ops works on.

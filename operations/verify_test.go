@@ -24,7 +24,7 @@ func applyEvents(t *testing.T, dsn string, events [][]byte) {
 	for i, e := range events {
 		recs[i] = targetdb.Decode(kafka.Message{Topic: "events", Offset: int64(i), Value: e})
 	}
-	if _, err := targetdb.Apply(context.Background(), pool, recs, targetdb.CursorAfter("events", 0, recs[len(recs)-1].Msg)); err != nil {
+	if _, err := targetdb.Apply(context.Background(), pool, recs, targetdb.CursorAfter("events", 0, recs[len(recs)-1].Msg), nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -17,3 +17,7 @@ var ErrUnsupportedMediaType = errors.New("unsupported media type")
 // ErrUnknownVersion is returned (wrapped) by Migrate when asked for a schema
 // version that no embedded migration reaches.
 var ErrUnknownVersion = errors.New("unknown schema version")
+
+// ErrBadMigration is returned (wrapped) by ReadMigrations for a migrations
+// directory whose files are misnamed or whose versions have gaps.
+var ErrBadMigration = errors.New("bad migration")

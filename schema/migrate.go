@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,35 +18,54 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Migration is one embedded schema step.
+// Migration is one schema step: sluice's own (embedded) or a target's
+// (read from its migrations directory).
 type Migration struct {
 	Version int
 	Name    string
 	SQL     string
 }
 
-// Migrations returns the embedded migrations in version order.
+// Migrations returns sluice's embedded migrations in version order.
 func Migrations() []Migration {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	out, err := ReadMigrations(migrationFiles, "migrations")
 	if err != nil {
 		panic(err) // embedded at build time: cannot fail at run time
 	}
+	return out
+}
+
+// ReadMigrations reads the files NNNN_name.sql of dir in fsys, in version
+// order. Versions must run 1, 2, 3, … without gaps or repeats.
+func ReadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
 	var out []Migration
 	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
 		name := strings.TrimSuffix(e.Name(), ".sql")
 		num, rest, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			panic(fmt.Sprintf("migration %q is not named NNNN_name.sql", e.Name()))
+		if !ok || err != nil || v < 1 || rest == "" {
+			return nil, fmt.Errorf("%w: %q is not named NNNN_name.sql", ErrBadMigration, e.Name())
 		}
-		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
-			panic(err)
+			return nil, err
 		}
 		out = append(out, Migration{Version: v, Name: rest, SQL: string(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out
+	for i, m := range out {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("%w: version %d follows %d; versions run 1, 2, 3, … without gaps", ErrBadMigration, m.Version, i)
+		}
+	}
+	return out, nil
 }
 
 // LatestVersion is the highest version the embedded migrations reach.
@@ -64,39 +84,63 @@ type MigrateOptions struct {
 	StatementTimeout time.Duration
 }
 
-// Migrate brings the database on conn to version target, applying each
-// missing step in its own transaction. It returns the versions it applied.
-// Concurrent Migrate calls on one database serialise on an advisory lock, which
-// is itself bounded by LockTimeout.
+// Migrate brings the database on conn to version target of sluice's own
+// migrations, applying each missing step in its own transaction. It returns
+// the versions it applied. Concurrent Migrate calls on one database
+// serialise on an advisory lock, which is itself bounded by LockTimeout.
 func Migrate(ctx context.Context, conn *pgx.Conn, target int, opts MigrateOptions) ([]int, error) {
+	return MigrateSet(ctx, conn, OwnSet, Migrations(), target, opts)
+}
+
+// A Set names the table that records which of a set of migrations were
+// applied. sluice's own set and each target's own are tracked apart, so a
+// target's application schema has versions of its own.
+type Set string
+
+// The migration sets.
+const (
+	// OwnSet is sluice's own tables (sluice_events, sluice_offsets).
+	OwnSet Set = "sluice_schema_migrations"
+	// TargetSet is a target's own tables, read from its migrations
+	// directory: what its projections write.
+	TargetSet Set = "sluice_target_migrations"
+)
+
+// MigrateSet brings the database on conn to version target of migrations,
+// recorded in set's table; see Migrate.
+func MigrateSet(ctx context.Context, conn *pgx.Conn, set Set, migrations []Migration, target int, opts MigrateOptions) ([]int, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
 	if opts.StatementTimeout <= 0 {
 		opts.StatementTimeout = 5 * time.Minute
 	}
-	all := Migrations()
-	if target < 1 || target > all[len(all)-1].Version {
-		return nil, fmt.Errorf("%w: %d (this build knows 1 to %d)", ErrUnknownVersion, target, all[len(all)-1].Version)
+	last := 0
+	if len(migrations) > 0 {
+		last = migrations[len(migrations)-1].Version
+	}
+	if target < 0 || target > last || (target == 0 && set == OwnSet) {
+		return nil, fmt.Errorf("%w: %d (%s knows 1 to %d)", ErrUnknownVersion, target, set, last)
 	}
 	setTimeouts := fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d",
 		opts.LockTimeout.Milliseconds(), opts.StatementTimeout.Milliseconds())
+	table := pgx.Identifier{string(set)}.Sanitize()
 
 	var applied []int
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, setTimeouts); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS sluice_schema_migrations (
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+table+` (
 			version    int PRIMARY KEY,
 			name       text NOT NULL,
 			applied_at timestamptz NOT NULL DEFAULT now())`)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create sluice_schema_migrations: %w", err)
+		return nil, fmt.Errorf("create %s: %w", set, err)
 	}
-	for _, m := range all {
+	for _, m := range migrations {
 		if m.Version > target {
 			break
 		}
@@ -105,11 +149,11 @@ func Migrate(ctx context.Context, conn *pgx.Conn, target int, opts MigrateOption
 			if _, err := tx.Exec(ctx, setTimeouts); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sluice_schema_migrations'))`); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, string(set)); err != nil {
 				return fmt.Errorf("wait for other migrations: %w", err)
 			}
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM sluice_schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE version = $1`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
@@ -119,7 +163,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn, target int, opts MigrateOption
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO sluice_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+			_, err := tx.Exec(ctx, `INSERT INTO `+table+` (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 			return err
 		})
 		if err != nil {

@@ -45,7 +45,13 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	reg := newRegistry()
 	cluster := cfg.cluster(log)
 	defer cluster.Close()
-	applier, err := consumer.New(applierConfig(cfg, t, cluster, log, reg))
+	projections, err := cfg.projections(t)
+	if err != nil {
+		return err
+	}
+	ac := applierConfig(cfg, t, cluster, log, reg)
+	ac.Projections = projections
+	applier, err := consumer.New(ac)
 	if err != nil {
 		if errors.Is(err, consumer.ErrInvalidConfig) {
 			return fmt.Errorf("%w: targets[%s]: %v", errConfig, t.Name, err)

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // duration reads "250ms", "5s", "7d"-free Go durations from YAML.
@@ -26,6 +29,9 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 // config is the one YAML file every subcommand reads. Secrets (ingest keys,
 // admin token, DSNs) can come from the environment instead; see applyEnv.
 type config struct {
+	// dir is the configuration file's directory: relative paths in it
+	// (migrations, sql_file) are relative to the file, not to where sluice runs.
+	dir     string
 	Kafka   kafkaConfig    `yaml:"kafka"`
 	Ingest  ingestConfig   `yaml:"ingest"`
 	Apply   applyConfig    `yaml:"apply"`
@@ -74,6 +80,19 @@ type targetConfig struct {
 	Listen string `yaml:"listen"`
 	// MaxConns overrides apply.max_conns for this target.
 	MaxConns int32 `yaml:"max_conns"`
+	// Migrations is a directory of the target's own DDL (NNNN_name.sql),
+	// applied by `sluice migrate` after sluice's own and tracked apart.
+	Migrations string `yaml:"migrations"`
+	// Projections apply events to the target's own tables.
+	Projections []projectionConfig `yaml:"projections"`
+}
+
+type projectionConfig struct {
+	Name    string   `yaml:"name"`
+	Types   []string `yaml:"types"`
+	SQL     string   `yaml:"sql"`
+	SQLFile string   `yaml:"sql_file"`
+	Reset   string   `yaml:"reset"`
 }
 
 type logConfig struct {
@@ -107,6 +126,7 @@ func parseConfig(name string, raw []byte, getenv func(string) string) (*config, 
 	if err := dec.Decode(&c); err != nil {
 		return nil, configErr("%s: %v", name, err)
 	}
+	c.dir = filepath.Dir(name)
 	c.applyEnv(getenv)
 	c.setDefaults()
 	if err := c.validate(); err != nil {
@@ -194,6 +214,11 @@ func (c *config) validate() error {
 		case t.SchemaVersion < 0:
 			return fmt.Errorf("targets[%d].schema_version: must not be negative", i)
 		}
+		for j, p := range t.Projections {
+			if p.Name == "" || (p.SQL == "") == (p.SQLFile == "") {
+				return fmt.Errorf("targets[%d].projections[%d]: give a name and exactly one of sql or sql_file", i, j)
+			}
+		}
 		seen[t.Name] = true
 	}
 	switch c.Log.Level {
@@ -219,6 +244,31 @@ func (c *config) setLogFormat(f string) error {
 		return fmt.Errorf("%w: --log-format %q is not text or json", errUsage, f)
 	}
 	return nil
+}
+
+// path resolves a path of the configuration file against its directory.
+func (c *config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// projections reads target t's projections, their sql_file included.
+func (c *config) projections(t targetConfig) ([]targetdb.Projection, error) {
+	out := make([]targetdb.Projection, len(t.Projections))
+	for i, p := range t.Projections {
+		sql := p.SQL
+		if p.SQLFile != "" {
+			b, err := os.ReadFile(c.path(p.SQLFile))
+			if err != nil {
+				return nil, configErr("targets[%s].projections[%s].sql_file: %v", t.Name, p.Name, err)
+			}
+			sql = string(b)
+		}
+		out[i] = targetdb.Projection{Name: p.Name, Types: p.Types, SQL: sql, Reset: p.Reset}
+	}
+	return out, nil
 }
 
 // target returns the named target or an error listing the known ones.

@@ -27,6 +27,12 @@ Commands:
   skip TARGET --to-offset latest|N [--yes]
                      move every partition FORWARD: the events passed over are never
                      applied to the target. Shows what it would skip; --yes does it
+  projections TARGET the target's projections: rows, last duration, last error per replica
+  projections test TARGET [--last N]
+                     run them over the last N ledger events and roll back: what would change
+  rebuild TARGET [PROJECTION]
+                     recompute projections from the target's own ledger (no Kafka needed);
+                     readers see the old state until the new one is complete
   dlq list TARGET    the target's dead-lettered events still pending (--all: every one)
   dlq replay TARGET  apply them again once their cause is fixed
   verify A B [--from TIME] [--to TIME] [--bucket D] [--keys N]
@@ -57,7 +63,12 @@ func openOps(cfgPath string, targets ...string) (*ctlSession, error) {
 		}
 	}
 	cluster := cfg.cluster(nil)
-	return &ctlSession{cfg: cfg, cluster: cluster, Ops: cfg.operations(cluster)}, nil
+	ops, err := cfg.operations(cluster)
+	if err != nil {
+		cluster.Close()
+		return nil, err
+	}
+	return &ctlSession{cfg: cfg, cluster: cluster, Ops: ops}, nil
 }
 
 // Close releases the session's Kafka connections.
@@ -72,8 +83,12 @@ const ctlTimeout = 2 * time.Minute
 
 func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && !(args[0] == "status" && contains(args, "--watch")) {
+		limit := ctlTimeout
+		if args[0] == "rebuild" {
+			limit = rebuildTimeout
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ctlTimeout)
+		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	if len(args) == 0 {
@@ -95,6 +110,10 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return runCtlVerify(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return runCtlDLQ(ctx, args[1:], stdout, stderr)
+	case "projections":
+		return runCtlProjections(ctx, args[1:], stdout, stderr)
+	case "rebuild":
+		return runCtlRebuild(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, ctlUsage)
 		return nil
@@ -201,6 +220,16 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 		tw.Flush()
 		if v.DatabaseError != "" {
 			fmt.Fprintf(w, "  database: %s\n", v.DatabaseError)
+		}
+		for _, r := range v.Replicas {
+			if r.LastError != "" {
+				fmt.Fprintf(w, "  replica %s: last error: %s\n", r.Replica, oneLine(r.LastError))
+			}
+			for _, pr := range r.Projections {
+				if pr.LastError != "" {
+					fmt.Fprintf(w, "  replica %s: PROJECTION %s FAILING: %s\n", r.Replica, pr.Name, oneLine(pr.LastError))
+				}
+			}
 		}
 		for _, p := range v.Partitions {
 			if p.AheadOfLog {

@@ -122,7 +122,10 @@ func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, lo
 		log.Info("admin API and /ui are off: no ingest.admin_token")
 		return func() {}, nil
 	}
-	ops := cfg.operations(cluster)
+	ops, err := cfg.operations(cluster)
+	if err != nil {
+		return nil, err
+	}
 	adm, err := admin.NewHandler(admin.Config{Ops: ops, Token: cfg.Ingest.AdminToken, IngestKeys: cfg.Ingest.Keys, Logger: log})
 	if err != nil {
 		ops.Close()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/operations"
 )
 
@@ -20,10 +21,18 @@ func (c *config) eventsTopic() kafkaadmin.TopicSpec {
 }
 
 // operations returns the operator's view of the configured deployment.
-func (c *config) operations(cluster *kafkaadmin.Cluster) *operations.Ops {
+func (c *config) operations(cluster *kafkaadmin.Cluster) (*operations.Ops, error) {
 	targets := make([]operations.Target, len(c.Targets))
 	for i, t := range c.Targets {
-		targets[i] = operations.Target{Name: t.Name, DSN: t.DSN}
+		defs, err := c.projections(t)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := targetdb.CompileProjections(defs, nil)
+		if err != nil {
+			return nil, configErr("targets[%s]: %v", t.Name, err)
+		}
+		targets[i] = operations.Target{Name: t.Name, DSN: t.DSN, Projections: ps}
 	}
-	return operations.New(operations.Config{Cluster: cluster, EventsTopic: c.Kafka.Topic, Targets: targets})
+	return operations.New(operations.Config{Cluster: cluster, EventsTopic: c.Kafka.Topic, Targets: targets}), nil
 }

@@ -28,7 +28,7 @@ type loadgenOptions struct {
 	retries                       int
 	timeout                       time.Duration
 	rate, duplicates              float64
-	jsonOut, quiet                bool
+	jsonOut, quiet, shop          bool
 }
 
 // loadgenSummary is what loadgen prints (as text, or with --json as this).
@@ -102,6 +102,7 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, string,
 	fs.StringVar(&o.summaryOut, "summary-out", "", "also write the summary as JSON to this file")
 	fs.StringVar(&o.timelineOut, "timeline-out", "", "write, per second of the run, the answers by outcome (CSV: second,accepted,non_2xx,timeouts,errors)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
+	fs.BoolVar(&o.shop, "shop", false, "publish the customer events of deploy/examples/shop (registered, renamed, email_changed) instead of generic ones")
 	if err := parseFlags(fs, args); err != nil {
 		return loadgenOptions{}, "", err
 	}
@@ -312,7 +313,11 @@ func buildRequests(events []plannedEvent, o loadgenOptions) []loadgenRequest {
 		for j, e := range chunk {
 			ids[j] = e.id
 		}
-		reqs = append(reqs, loadgenRequest{body: encodeBatch(chunk, o.source), ids: ids})
+		encode := encodeBatch
+		if o.shop {
+			encode = encodeShopBatch
+		}
+		reqs = append(reqs, loadgenRequest{body: encode(chunk, o.source), ids: ids})
 	}
 	return reqs
 }
@@ -328,6 +333,31 @@ func encodeBatch(chunk []plannedEvent, source string) []byte {
 		}
 		fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":"sluice.loadgen.v1","subject":"customer-%d","time":%q,"datacontenttype":"application/json","data":{"n":%d,"amount":%d}}`,
 			e.id, source, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), e.id, e.id%1000)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes()
+}
+
+// shopEvents are the kinds of event of the shop example, in the order each
+// customer goes through them.
+var shopEvents = []struct{ typ, data string }{
+	{"customer.registered", `{"name":"Customer %[1]d","email":"c%[1]d@example.com"}`},
+	{"customer.renamed", `{"name":"Customer %[1]d, renamed"}`},
+	{"customer.email_changed", `{"email":"c%[1]d@mail.example.org"}`},
+}
+
+// encodeShopBatch is encodeBatch for the shop example: event id i is about
+// customer i mod 997, and each customer's events cycle through shopEvents.
+func encodeShopBatch(chunk []plannedEvent, source string) []byte {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for j, e := range chunk {
+		if j > 0 {
+			buf.WriteByte(',')
+		}
+		kind := shopEvents[(e.id/997)%len(shopEvents)]
+		fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":%q,"subject":"customer-%d","time":%q,"data":%s}`,
+			e.id, source, kind.typ, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(kind.data, e.id))
 	}
 	buf.WriteByte(']')
 	return buf.Bytes()

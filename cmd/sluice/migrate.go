@@ -41,14 +41,22 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if want == 0 {
 			want = schema.LatestVersion()
 		}
-		if err := migrateTarget(ctx, t, want, *lockTimeout, stdout); err != nil {
+		var own []schema.Migration
+		if t.Migrations != "" {
+			if own, err = schema.ReadMigrations(os.DirFS(cfg.path(t.Migrations)), "."); err != nil {
+				return fmt.Errorf("%w: targets[%s].migrations: %v", errConfig, t.Name, err)
+			}
+		}
+		if err := migrateTarget(ctx, t, want, own, *lockTimeout, stdout); err != nil {
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
 	}
 	return nil
 }
 
-func migrateTarget(ctx context.Context, t targetConfig, want int, lockTimeout time.Duration, stdout io.Writer) error {
+// migrateTarget brings t to sluice's schema version want, then applies
+// every migration of its own (own), tracked apart.
+func migrateTarget(ctx context.Context, t targetConfig, want int, own []schema.Migration, lockTimeout time.Duration, stdout io.Writer) error {
 	cc, err := pgx.ParseConfig(t.DSN)
 	if err != nil {
 		return fmt.Errorf("%w: targets[%s].dsn cannot be parsed", errConfig, t.Name)
@@ -69,6 +77,19 @@ func migrateTarget(ctx context.Context, t targetConfig, want int, lockTimeout ti
 		fmt.Fprintf(stdout, "target %s: already at schema version %d\n", t.Name, want)
 	} else {
 		fmt.Fprintf(stdout, "target %s: applied %v, now at schema version %d\n", t.Name, applied, want)
+	}
+	if len(own) == 0 {
+		return nil
+	}
+	last := own[len(own)-1].Version
+	applied, err = schema.MigrateSet(ctx, conn, schema.TargetSet, own, last, schema.MigrateOptions{LockTimeout: lockTimeout})
+	if err != nil {
+		return fmt.Errorf("its own migrations (%s): %w", t.Migrations, err)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "target %s: its own tables already at version %d\n", t.Name, last)
+	} else {
+		fmt.Fprintf(stdout, "target %s: its own tables: applied %v, now at version %d\n", t.Name, applied, last)
 	}
 	return nil
 }

@@ -74,10 +74,12 @@ func (cur Cursor) moved(ct pgconn.CommandTag) error {
 }
 
 // Apply writes recs to the ledger and moves cur in one transaction: COPY
-// into the session's staging table, INSERT … ON CONFLICT DO NOTHING, the
-// offsets row, commit. It returns how many rows were new. Every record must
-// be decodable.
-func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor) (int64, error) {
+// into the session's staging table, INSERT … ON CONFLICT DO NOTHING, then —
+// when the target has projections — each projection over the batch's new
+// events, the offsets row, commit. An event's effect on every table of the
+// target is all or nothing. It returns how many events were new. Every
+// record must be decodable.
+func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor, ps *Projections) (int64, error) {
 	rows := make([][]any, len(recs))
 	for i := range recs {
 		if recs[i].DecodeErr != nil {
@@ -95,18 +97,42 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor) (
 			return fmt.Errorf("copy into staging: %w", err)
 		}
 		var b pgx.Batch
-		b.Queue(insertFromStaging).Exec(func(ct pgconn.CommandTag) error {
+		insert := insertFromStaging
+		if !ps.empty() {
+			insert = insertKeepingNew
+			// A rebuild holds this lock exclusively while it recomputes.
+			b.Queue(`SELECT pg_advisory_xact_lock_shared(hashtext($1))`, rebuildLock)
+		}
+		b.Queue(insert).Exec(func(ct pgconn.CommandTag) error {
 			inserted = ct.RowsAffected()
 			return nil
 		})
-		b.Queue(moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime()).Exec(cur.moved)
+		if ps.empty() {
+			b.Queue(moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime()).Exec(cur.moved)
+		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("insert batch: %w", err)
 		}
-		return nil
+		if ps.empty() {
+			return nil
+		}
+		if inserted > 0 {
+			if _, err := ps.run(ctx, tx, ""); err != nil {
+				return err
+			}
+		}
+		ct, err := tx.Exec(ctx, moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime())
+		if err != nil {
+			return err
+		}
+		return cur.moved(ct)
 	})
 	return inserted, err
 }
+
+// rebuildLock names the advisory lock a rebuild takes exclusively and every
+// apply transaction of a target with projections takes shared.
+const rebuildLock = "sluice_projections_rebuild"
 
 // Advance records that everything before cur.Next was dealt with, for a
 // tail of dead-lettered records that Apply never saw. Like Apply, it is a

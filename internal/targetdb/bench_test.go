@@ -15,8 +15,9 @@ import (
 
 // BenchmarkApply measures applying a batch of 500 events to PostgreSQL the
 // way the applier does (one transaction: COPY into staging, INSERT … ON
-// CONFLICT DO NOTHING, offsets row) against a raw COPY of the same rows into
-// a table with the same columns and primary key, on cluster A of
+// CONFLICT DO NOTHING, offsets row), with and without two projections,
+// against a raw COPY of the same rows into a table with the same columns and
+// primary key, on cluster A of
 // deploy/local (SLUICE_TEST_PG_A). `make bench` prints the ratio.
 func BenchmarkApply(b *testing.B) {
 	base := os.Getenv("SLUICE_TEST_PG_A")
@@ -66,32 +67,51 @@ func BenchmarkApply(b *testing.B) {
 	}
 	defer pool.Close()
 
-	b.Run("sluice_apply", func(b *testing.B) {
-		runs++
-		batches := make([][]Record, b.N)
-		for i := range batches {
-			batches[i] = batch(runs, i)
-		}
-		off, err := LoadOffset(ctx, pool, "sluice.events", 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		from := off.Next
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			cur := CursorAfter("sluice.events", from, batches[i][size-1].Msg)
-			from = cur.Next
-			n, err := Apply(ctx, pool, batches[i], cur)
+	// Two projections of the kind deploy/examples/shop ships: a latest
+	// state per subject, and an append-only history.
+	if _, err := pool.Exec(ctx, `CREATE TABLE bench_latest (subject text PRIMARY KEY, amount int, changes bigint);
+		CREATE TABLE bench_history (id text, subject text, amount int)`); err != nil {
+		b.Fatal(err)
+	}
+	projections, err := CompileProjections([]Projection{
+		{Name: "latest", Types: []string{"bench.*"}, SQL: `INSERT INTO bench_latest AS l (subject, amount, changes)
+			SELECT subject, (array_agg((data->>'amount')::int ORDER BY kafka_offset DESC))[1], count(*) FROM batch GROUP BY subject
+			ON CONFLICT (subject) DO UPDATE SET amount = EXCLUDED.amount, changes = l.changes + EXCLUDED.changes`},
+		{Name: "history", SQL: `INSERT INTO bench_history SELECT id, subject, (data->>'amount')::int FROM batch`},
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	apply := func(ps *Projections) func(b *testing.B) {
+		return func(b *testing.B) {
+			runs++
+			batches := make([][]Record, b.N)
+			for i := range batches {
+				batches[i] = batch(runs, i)
+			}
+			off, err := LoadOffset(ctx, pool, "sluice.events", 0)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if n != size {
-				b.Fatalf("inserted %d of %d: the benchmark must measure new rows", n, size)
+			from := off.Next
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				cur := CursorAfter("sluice.events", from, batches[i][size-1].Msg)
+				from = cur.Next
+				n, err := Apply(ctx, pool, batches[i], cur, ps)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != size {
+					b.Fatalf("inserted %d of %d: the benchmark must measure new rows", n, size)
+				}
 			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
 		}
-		b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
-	})
+	}
+	b.Run("sluice_apply", apply(nil))
+	b.Run("sluice_apply_2_projections", apply(projections))
 
 	b.Run("raw_copy", func(b *testing.B) {
 		runs++

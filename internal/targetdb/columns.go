@@ -78,15 +78,19 @@ func (r *Record) Row() ([]any, error) {
 	return row, nil
 }
 
-// stagingTable is created once per session. It deliberately does not use
-// LIKE sluice_events: creating it must not need a lock on the real table,
-// which may be exactly what someone else is holding.
-var stagingTable = func() string {
+// stagingTables are created once per session: sluice_staging takes a
+// batch's COPY; sluice_batch holds the batch's new events, for projections.
+// They deliberately do not use LIKE sluice_events: creating them must not
+// need a lock on the real table, which may be exactly what someone else is
+// holding.
+var stagingTables = func() string {
 	defs := make([]string, len(ledgerColumns))
 	for i, c := range ledgerColumns {
 		defs[i] = c.name + " " + c.pgType
 	}
-	return "CREATE TEMP TABLE IF NOT EXISTS sluice_staging (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
+	cols := strings.Join(defs, ", ")
+	return "CREATE TEMP TABLE IF NOT EXISTS sluice_staging (" + cols + ") ON COMMIT DELETE ROWS; " +
+		"CREATE TEMP TABLE IF NOT EXISTS sluice_batch (" + cols + ") ON COMMIT DELETE ROWS"
 }()
 
 // insertFromStaging needs no DISTINCT: ON CONFLICT DO NOTHING also skips a
@@ -95,4 +99,14 @@ var stagingTable = func() string {
 var insertFromStaging = func() string {
 	cols := strings.Join(ColumnNames(), ", ")
 	return "INSERT INTO sluice_events (" + cols + ") SELECT " + cols + " FROM sluice_staging ON CONFLICT (source, id) DO NOTHING"
+}()
+
+// insertKeepingNew is insertFromStaging that also keeps, in sluice_batch,
+// the rows it inserted — the batch's new events — for the projections. The
+// join on the log position picks the very copy the ledger took.
+var insertKeepingNew = func() string {
+	cols := strings.Join(ColumnNames(), ", ")
+	return "WITH inserted AS (INSERT INTO sluice_events (" + cols + ") SELECT " + cols +
+		" FROM sluice_staging ON CONFLICT (source, id) DO NOTHING RETURNING source, id, kafka_partition, kafka_offset)" +
+		" INSERT INTO sluice_batch SELECT s.* FROM sluice_staging s JOIN inserted USING (source, id, kafka_partition, kafka_offset)"
 }()

@@ -47,11 +47,11 @@ func TestApplyIsIdempotentAndMovesTheOffsetsRowWithTheRows(t *testing.T) {
 	for i := range recs {
 		recs[i] = Decode(kafka.Message{Topic: "events", Partition: 2, Offset: int64(100 + i), Value: testenv.Event("s", fmt.Sprint(i%15))})
 	}
-	n, err := Apply(ctx, pool, recs, CursorAfter("events", 100, recs[19].Msg))
+	n, err := Apply(ctx, pool, recs, CursorAfter("events", 100, recs[19].Msg), nil)
 	if err != nil || n != 15 {
 		t.Fatalf("first apply: %d new rows, %v; want 15 (five ids come twice)", n, err)
 	}
-	n, err = Apply(ctx, pool, recs, CursorAfter("events", 120, recs[19].Msg))
+	n, err = Apply(ctx, pool, recs, CursorAfter("events", 120, recs[19].Msg), nil)
 	if err != nil || n != 0 {
 		t.Fatalf("second apply: %d new rows, %v; want 0", n, err)
 	}
@@ -69,10 +69,10 @@ func TestALateWriterCannotMoveTheOffsetsRowBack(t *testing.T) {
 	}
 	// The new owner applied 0..9; the old owner's batch of 0..4, started
 	// before it lost the partition, commits late.
-	if _, err := Apply(ctx, pool, []Record{rec(9, "a")}, Cursor{Topic: "events", From: 0, Next: 10}); err != nil {
+	if _, err := Apply(ctx, pool, []Record{rec(9, "a")}, Cursor{Topic: "events", From: 0, Next: 10}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Apply(ctx, pool, []Record{rec(4, "late")}, Cursor{Topic: "events", From: 0, Next: 5})
+	_, err := Apply(ctx, pool, []Record{rec(4, "late")}, Cursor{Topic: "events", From: 0, Next: 5}, nil)
 	if !errors.Is(err, ErrOffsetsMoved) {
 		t.Fatalf("late commit: %v, want ErrOffsetsMoved", err)
 	}

@@ -77,7 +77,7 @@ func Connect(ctx context.Context, dsn string, s Session) (*pgx.Conn, error) {
 }
 
 // NewPool returns a bounded pool of sessions with s, each with its staging
-// table. It connects lazily: a target that is down now is only noticed by
+// tables. It connects lazily: a target that is down now is only noticed by
 // the first use. A locked database can hold at most maxConns sessions of ours.
 func NewPool(dsn string, s Session, maxConns int32) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
@@ -93,7 +93,7 @@ func NewPool(dsn string, s Session, maxConns int32) (*pgxpool.Pool, error) {
 	pc.HealthCheckPeriod = 15 * time.Second
 	s.apply(pc.ConnConfig)
 	pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, stagingTable)
+		_, err := conn.Exec(ctx, stagingTables)
 		return err
 	}
 	return pgxpool.NewWithConfig(context.Background(), pc)

@@ -1,0 +1,137 @@
+package targetdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrNoReset is returned (wrapped) by Rebuild for a projection that has no
+// Reset statement: sluice cannot know what it would have to empty.
+var ErrNoReset = errors.New("projection has no reset statement")
+
+// ledgerInLogOrder reads the ledger in the order its events were applied:
+// by partition, then offset. Events about one subject share a partition, so
+// each subject's events come in their log order.
+var ledgerInLogOrder = `SELECT ` + batchColumns + ` FROM sluice_events ORDER BY kafka_partition, kafka_offset`
+
+// DryRun runs every projection of ps over the target's last n ledger events
+// (by when they were applied), in a transaction it rolls back, and returns
+// what each would have done. The target's tables are not changed.
+func DryRun(ctx context.Context, conn *pgx.Conn, ps *Projections, n int) ([]ProjectionResult, error) {
+	if _, err := conn.Exec(ctx, stagingTables); err != nil {
+		return nil, err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	_, err = tx.Exec(ctx, `INSERT INTO sluice_batch SELECT `+batchColumns+` FROM
+		(SELECT * FROM sluice_events ORDER BY applied_at DESC, kafka_partition DESC, kafka_offset DESC LIMIT $1) last
+		ORDER BY kafka_partition, kafka_offset`, n)
+	if err != nil {
+		return nil, fmt.Errorf("take the last %d events: %w", n, err)
+	}
+	// Every projection runs, even after one fails, to show them all.
+	var out []ProjectionResult
+	for _, name := range ps.Names() {
+		if _, err := tx.Exec(ctx, `SAVEPOINT dry_run`); err != nil {
+			return out, err
+		}
+		results, _ := ps.run(ctx, tx, name)
+		out = append(out, results...)
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT dry_run`); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// RebuildProgress is how far a rebuild got.
+type RebuildProgress struct {
+	Done, Total int64
+	Elapsed     time.Duration
+}
+
+// Rebuild recomputes projection only (every projection with a Reset, when
+// only is empty) from the target's own ledger, without Kafka: in one
+// transaction, it empties what the projection wrote (its Reset) and runs it
+// over every ledger event in log order, chunk by chunk. Readers keep seeing
+// the old state until the new one commits whole. The transaction holds the
+// rebuild lock, so the target's applier waits (its lag grows) and resumes
+// after it, with no gap. progress is called after every chunk.
+func Rebuild(ctx context.Context, conn *pgx.Conn, ps *Projections, only string, chunk int, progress func(RebuildProgress)) (int64, error) {
+	if chunk <= 0 {
+		chunk = 5000
+	}
+	var todo []compiled
+	for _, c := range ps.list {
+		if only != "" && c.Name != only {
+			continue
+		}
+		if c.Reset == "" {
+			if only != "" {
+				return 0, fmt.Errorf("%w: %s", ErrNoReset, c.Name)
+			}
+			continue
+		}
+		todo = append(todo, c)
+	}
+	if len(todo) == 0 {
+		return 0, fmt.Errorf("%w: nothing to rebuild (only %q)", ErrNoReset, only)
+	}
+	if _, err := conn.Exec(ctx, stagingTables); err != nil {
+		return 0, err
+	}
+	var total int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&total); err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	var done int64
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, rebuildLock); err != nil {
+			return fmt.Errorf("take the rebuild lock: %w", err)
+		}
+		for _, c := range todo {
+			if _, err := tx.Exec(ctx, c.Reset); err != nil {
+				return &ProjectionError{Projection: c.Name, Err: fmt.Errorf("reset: %w", err)}
+			}
+		}
+		if _, err := tx.Exec(ctx, `DECLARE sluice_rebuild NO SCROLL CURSOR FOR `+ledgerInLogOrder); err != nil {
+			return err
+		}
+		rebuilding := &Projections{list: todo}
+		for {
+			rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM sluice_rebuild`, chunk))
+			if err != nil {
+				return err
+			}
+			values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+			if err != nil {
+				return err
+			}
+			if len(values) == 0 {
+				return nil
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_batch"}, ColumnNames(), pgx.CopyFromRows(values)); err != nil {
+				return err
+			}
+			if _, err := rebuilding.run(ctx, tx, ""); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM sluice_batch`); err != nil {
+				return err
+			}
+			done += int64(len(values))
+			if progress != nil {
+				progress(RebuildProgress{Done: done, Total: total, Elapsed: time.Since(began)})
+			}
+		}
+	})
+	return done, err
+}
