@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,5 +164,70 @@ func TestABrokenProjectionStallsOnlyItsTarget(t *testing.T) {
 	var audited int
 	if err := p.db("b").QueryRow(context.Background(), `SELECT count(*) FROM audit`).Scan(&audited); err != nil || audited != res.UniqueAccepted {
 		t.Fatalf("audit holds %d rows (%v), want %d", audited, err, res.UniqueAccepted)
+	}
+}
+
+// TestRebuildRecomputesAProjectionFromTheLedgerWhileApplying: A's projection
+// changes (names upper-cased) while events keep coming. `ctl rebuild`
+// recomputes A's customers from A's own ledger; the applier waits during the
+// rebuild and continues after it without a gap. At the end every row is what
+// the new SQL makes of the whole log: upper-cased names, and change counters
+// equal to the events about each customer in the ledger.
+func TestRebuildRecomputesAProjectionFromTheLedgerWhileApplying(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{partitions: 3, extraTarget: shopTargets(t)})
+	p.startIngest()
+	a := p.startApply("a")
+	source := "rebuild/" + p.id
+	first := p.loadgen("--shop", "--source", source, "--events", "6000", "--duplicates", "0.1")
+	p.waitCount("a", source, first.UniqueAccepted, time.Minute)
+
+	// The new SQL, in a file of its own, and the configuration pointing at it.
+	old, err := os.ReadFile("../deploy/examples/shop/v1/customers.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper := strings.Replace(string(old), "(array_agg(data->>'name'", "(array_agg(upper(data->>'name')", 1)
+	if upper == string(old) {
+		t.Fatal("the example's SQL changed; this test's edit no longer applies")
+	}
+	newSQL := filepath.Join(p.dir, "customers-upper.sql")
+	writeFile(t, newSQL, upper)
+	cfg, err := os.ReadFile(p.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("../deploy/examples/shop/v1/customers.sql")
+	writeFile(t, p.config, strings.Replace(string(cfg), abs, newSQL, 1))
+	if err := a.stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a = p.startApply("a") // the applier runs the new SQL from now on
+
+	more := make(chan loadgenResult, 1)
+	go func() {
+		more <- p.loadgen("--shop", "--source", source+"/more", "--events", "4000", "--duplicates", "0.1", "--rate", "1000")
+	}()
+	time.Sleep(time.Second)
+	out, err := p.ctlErr("rebuild", p.targets["a"], "customers")
+	if err != nil {
+		t.Fatalf("ctl rebuild: %v\n%s", err, out)
+	}
+	t.Logf("ctl rebuild: %s", strings.TrimSpace(out))
+	second := <-more
+	p.waitCount("a", source+"/more", second.UniqueAccepted, time.Minute)
+
+	facts := p.customerFacts("a")
+	perSubject := p.eventsPerSubject("a")
+	for id, f := range facts {
+		parts := strings.Split(f, "|")
+		if parts[0] != strings.ToUpper(parts[0]) {
+			t.Errorf("customer %s is named %q: the rebuild did not recompute it with the new SQL", id, parts[0])
+		}
+		if parts[2] != fmt.Sprint(perSubject[id]) {
+			t.Errorf("customer %s changed %s times, but the ledger holds %d events about it", id, parts[2], perSubject[id])
+		}
+	}
+	if len(facts) != 997 {
+		t.Errorf("A holds %d customers, want 997", len(facts))
 	}
 }
