@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,8 @@ type Applier struct {
 	limit      *batchLimit
 	createdAt  time.Time   // when the target was first migrated
 	joined     atomic.Bool // a generation has assigned this replica its partitions
+	retired    chan struct{}
+	retireOnce sync.Once
 }
 
 // New validates cfg, fills its defaults and returns an Applier. It opens no
@@ -64,6 +67,7 @@ func New(cfg Config) (*Applier, error) {
 		m:       newMetrics(cfg.Registerer, cfg.Target),
 		log:     cfg.Logger.With("target", cfg.Target),
 		ctrl:    newControlView(),
+		retired: make(chan struct{}),
 	}
 	registerPoolStats(cfg.Registerer, cfg.Target, func() (int32, int32, int32) {
 		st := pool.Stat()
@@ -119,7 +123,31 @@ func (a *Applier) Ping(ctx context.Context) error { return a.pool.Ping(ctx) }
 //     tombstone) and the control follower stop;
 //  4. the DLQ writer flushes, the control plane's writers close, the pool
 //     closes.
+//
+// When an operator retires the target, Run stops the same way and returns
+// ErrRetired.
 func (a *Applier) Run(ctx context.Context) error {
+	// A retired target stops as if told to, and says so.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-a.retired:
+			a.log.Warn("target retired by an operator: stopping; remove it from the configuration")
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	err := a.run(ctx)
+	select {
+	case <-a.retired:
+		return ErrRetired
+	default:
+		return err
+	}
+}
+
+func (a *Applier) run(ctx context.Context) error {
 	background := newRunGroup(context.WithoutCancel(ctx))
 	defer func() {
 		background.stop() // step 3

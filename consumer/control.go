@@ -54,6 +54,9 @@ func (a *Applier) followControl(ctx context.Context, read chan<- struct{}) {
 // obey makes s the desired state every worker follows. Repeating the
 // current state changes nothing.
 func (a *Applier) obey(s control.DesiredState) {
+	if s.Retired {
+		a.retireOnce.Do(func() { close(a.retired) })
+	}
 	prev, _ := a.ctrl.get()
 	sameRewind, sameSkip := commandID(prev.Rewind) == commandID(s.Rewind), commandID(prev.Skip) == commandID(s.Skip)
 	if prev.Paused == s.Paused && sameRewind && sameSkip {

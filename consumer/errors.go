@@ -14,3 +14,7 @@ var ErrSchemaVersion = errors.New("target schema version mismatch")
 // one half-open probe is taken by another worker: the caller waits, and the
 // refusal is not an attempt.
 var errBreakerBusy = errors.New("breaker open or probing")
+
+// ErrRetired is returned by Applier.Run when an operator retired the target
+// (`sluice ctl retire`): its work is done, and it should not be restarted.
+var ErrRetired = errors.New("target retired by an operator")

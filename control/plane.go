@@ -22,7 +22,10 @@ type DesiredState struct {
 	Rewind *Rewind `json:"rewind,omitempty"`
 	// Skip is the last skip asked for: partitions move forward to it once,
 	// and the events passed over are never applied to the target.
-	Skip      *Rewind   `json:"skip,omitempty"`
+	Skip *Rewind `json:"skip,omitempty"`
+	// Retired targets are done: every replica of their applier exits, and
+	// one started later exits at once.
+	Retired   bool      `json:"retired,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 	By        string    `json:"by"`
 	// Version counts the target's accepted changes. A record is accepted
@@ -223,6 +226,17 @@ func (p *Plane) IssueRewind(ctx context.Context, target, eventsTopic string, req
 		return true, nil
 	})
 	return rw, err
+}
+
+// SetRetired marks a target retired. It reports false when it already was.
+func (p *Plane) SetRetired(ctx context.Context, target, by string) (bool, error) {
+	return p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		if s.Retired {
+			return false, nil
+		}
+		s.Retired = true
+		return true, nil
+	})
 }
 
 // IssueSkip publishes a skip for target: every partition moves forward to

@@ -23,6 +23,10 @@ type VerifyRequest struct {
 	// Keys is how many differing keys to name, taken from the differing
 	// buckets in order; 0 names none.
 	Keys int
+	// UpToWatermark compares only the events both targets have passed: per
+	// partition, those before the lower of the two targets' positions. A
+	// target still catching up then compares equal on what it has.
+	UpToWatermark bool
 }
 
 // Bucket is one time bucket of both targets.
@@ -52,6 +56,9 @@ type VerifyResult struct {
 	FirstDiff *Bucket   `json:"first_difference,omitempty"`
 	Differing []Bucket  `json:"differing"`
 	Keys      []KeyDiff `json:"differing_keys,omitempty"`
+	// Watermark is, with UpToWatermark, the position per partition below
+	// which the events were compared.
+	Watermark map[int]int64 `json:"watermark,omitempty"`
 }
 
 // eventDigest is the hash of an applied event's whole content: every
@@ -63,13 +70,21 @@ const eventDigest = `md5(row(source, id, type, subject, extract(epoch FROM time)
 	data, data_base64, extensions)::text)`
 
 // inWindow selects the events of the window: $1 from (or NULL), $2 to (or
-// NULL), and the events without a time when $3.
-const inWindow = `(time >= coalesce($1, '-infinity'::timestamptz) AND time < coalesce($2, 'infinity'::timestamptz))
-	OR (time IS NULL AND $3)`
+// NULL), and the events without a time when $3; and, when $5 (partitions)
+// and $6 (positions) are not NULL, only those before the watermark.
+var inWindow = `((time >= coalesce($1, '-infinity'::timestamptz) AND time < coalesce($2, 'infinity'::timestamptz))
+	OR (time IS NULL AND $3)) AND ` + belowWatermark(5, 6)
+
+// belowWatermark selects the events before the watermark given as
+// parameters $parts (partitions) and $marks (positions), when not NULL.
+func belowWatermark(parts, marks int) string {
+	return fmt.Sprintf(`($%[1]d::int[] IS NULL OR kafka_offset < coalesce(
+	(SELECT w.mark FROM unnest($%[1]d::int[], $%[2]d::bigint[]) AS w(part, mark) WHERE w.part = kafka_partition), 0))`, parts, marks)
+}
 
 // The checksum is the sum, as a number, of a hash of each event: the same
 // set of events gives the same sum in any order.
-const verifyBuckets = `
+var verifyBuckets = `
 SELECT CASE WHEN time IS NULL THEN NULL ELSE date_bin(make_interval(secs => $4), time, '2000-01-01') END AS bucket,
        count(*),
        coalesce(sum(('x' || substr(` + eventDigest + `, 1, 15))::bit(60)::bigint::numeric), 0)::text
@@ -79,10 +94,10 @@ GROUP BY 1`
 
 // bucketKeys lists the events of one bucket ($1 start or NULL for the
 // events without a time, $2 its end) with their digests.
-const bucketKeys = `
+var bucketKeys = `
 SELECT source, id, ` + eventDigest + `
 FROM sluice_events
-WHERE ($1::timestamptz IS NULL AND time IS NULL) OR (time >= $1 AND time < $2)`
+WHERE (($1::timestamptz IS NULL AND time IS NULL) OR (time >= $1 AND time < $2)) AND ` + belowWatermark(3, 4)
 
 // verifySession may scan a whole ledger, but never waits long on a lock.
 var verifySession = targetdb.Session{ApplicationName: "sluice-ctl", LockTimeout: 2 * time.Second, StatementTimeout: 2 * time.Minute}
@@ -118,20 +133,27 @@ func (o *Ops) Verify(ctx context.Context, c VerifyRequest) (VerifyResult, error)
 	}
 	defer connB.Close(context.WithoutCancel(ctx))
 
-	a, err := readBuckets(ctx, connA, c)
+	var mark watermark
+	if c.UpToWatermark {
+		if mark, err = commonWatermark(ctx, connA, connB, o.topic); err != nil {
+			return VerifyResult{}, err
+		}
+	}
+	a, err := readBuckets(ctx, connA, c, mark)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("target %s: %w", ta.Name, err)
 	}
-	b, err := readBuckets(ctx, connB, c)
+	b, err := readBuckets(ctx, connB, c, mark)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("target %s: %w", tb.Name, err)
 	}
 	res := compareBuckets(a, b)
+	res.Watermark = mark.positions()
 	for _, d := range res.Differing {
 		if len(res.Keys) >= c.Keys {
 			break
 		}
-		keys, err := differingKeys(ctx, connA, connB, d.Start, c.Bucket)
+		keys, err := differingKeys(ctx, connA, connB, d.Start, c.Bucket, mark)
 		if err != nil {
 			return res, err
 		}
@@ -140,7 +162,7 @@ func (o *Ops) Verify(ctx context.Context, c VerifyRequest) (VerifyResult, error)
 	return res, nil
 }
 
-func readBuckets(ctx context.Context, conn *pgx.Conn, c VerifyRequest) (map[time.Time]side, error) {
+func readBuckets(ctx context.Context, conn *pgx.Conn, c VerifyRequest, mark watermark) (map[time.Time]side, error) {
 	var from, to *time.Time
 	if !c.From.IsZero() {
 		from = &c.From
@@ -148,7 +170,7 @@ func readBuckets(ctx context.Context, conn *pgx.Conn, c VerifyRequest) (map[time
 	if !c.To.IsZero() {
 		to = &c.To
 	}
-	rows, err := conn.Query(ctx, verifyBuckets, from, to, from == nil && to == nil, c.Bucket.Seconds())
+	rows, err := conn.Query(ctx, verifyBuckets, from, to, from == nil && to == nil, c.Bucket.Seconds(), mark.parts, mark.marks)
 	if err != nil {
 		return nil, err
 	}
@@ -192,13 +214,13 @@ func compareBuckets(a, b map[time.Time]side) VerifyResult {
 }
 
 // differingKeys compares one bucket event by event.
-func differingKeys(ctx context.Context, connA, connB *pgx.Conn, start time.Time, width time.Duration) ([]KeyDiff, error) {
+func differingKeys(ctx context.Context, connA, connB *pgx.Conn, start time.Time, width time.Duration, mark watermark) ([]KeyDiff, error) {
 	read := func(conn *pgx.Conn) (map[[2]string]string, error) {
 		var from *time.Time
 		if !start.IsZero() {
 			from = &start
 		}
-		rows, err := conn.Query(ctx, bucketKeys, from, start.Add(width))
+		rows, err := conn.Query(ctx, bucketKeys, from, start.Add(width), mark.parts, mark.marks)
 		if err != nil {
 			return nil, err
 		}
@@ -236,4 +258,52 @@ func differingKeys(ctx context.Context, connA, connB *pgx.Conn, start time.Time,
 		return out[i].Source < out[j].Source || (out[i].Source == out[j].Source && out[i].ID < out[j].ID)
 	})
 	return out, nil
+}
+
+// watermark is, per partition, a position both targets have passed; nil
+// slices compare everything.
+type watermark struct {
+	parts []int32
+	marks []int64
+}
+
+func (w watermark) positions() map[int]int64 {
+	if w.parts == nil {
+		return nil
+	}
+	out := map[int]int64{}
+	for i, p := range w.parts {
+		out[int(p)] = w.marks[i]
+	}
+	return out
+}
+
+// commonWatermark is the lower of the two targets' positions per partition
+// (0 for a partition one of them never applied).
+func commonWatermark(ctx context.Context, connA, connB *pgx.Conn, topic string) (watermark, error) {
+	read := func(conn *pgx.Conn) (map[int32]int64, error) {
+		rows, err := conn.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, topic)
+		if err != nil {
+			return nil, err
+		}
+		out := map[int32]int64{}
+		var p int32
+		var next int64
+		_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[p] = next; return nil })
+		return out, err
+	}
+	a, err := read(connA)
+	if err != nil {
+		return watermark{}, err
+	}
+	b, err := read(connB)
+	if err != nil {
+		return watermark{}, err
+	}
+	w := watermark{parts: []int32{}, marks: []int64{}}
+	for p, na := range a {
+		w.parts = append(w.parts, p)
+		w.marks = append(w.marks, min(na, b[p]))
+	}
+	return w, nil
 }

@@ -33,6 +33,11 @@ Commands:
   rebuild TARGET [PROJECTION]
                      recompute projections from the target's own ledger (no Kafka needed);
                      readers see the old state until the new one is complete
+  cutover-check OLD NEW
+                     may NEW take over from OLD? each condition printed (caught up, breaker,
+                     projections, DLQ, verify up to the common watermark); exit 0 only on GO
+  retire TARGET      stop every replica of TARGET's applier for good, remove its consumer
+                     group, and say what its database still holds
   dlq list TARGET    the target's dead-lettered events still pending (--all: every one)
   dlq replay TARGET  apply them again once their cause is fixed
   verify A B [--from TIME] [--to TIME] [--bucket D] [--keys N]
@@ -114,6 +119,10 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return runCtlProjections(ctx, args[1:], stdout, stderr)
 	case "rebuild":
 		return runCtlRebuild(ctx, args[1:], stdout, stderr)
+	case "cutover-check":
+		return runCtlCutoverCheck(ctx, args[1:], stdout, stderr)
+	case "retire":
+		return runCtlRetire(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, ctlUsage)
 		return nil

@@ -23,6 +23,7 @@ Commands:
   ingest    serve POST /v1/events and append each request to Kafka (acks=all)
   apply     apply the event log to one target database (--target NAME)
   migrate   bring a target database to its configured schema version (--target NAME)
+  backfill  fill a new target from an old one's ledger, no Kafka history needed (--target NEW --from OLD)
   loadgen   publish N events at a rate, with deliberate duplicates, and report
   ctl       operate the pipeline: status (lag, breakers, blocking sessions)
   healthcheck URL   exit 0 when URL answers 200 (for container health checks)
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"ingest":      runIngest,
 		"apply":       runApply,
 		"migrate":     runMigrate,
+		"backfill":    runBackfill,
 		"loadgen":     runLoadgen,
 		"healthcheck": runHealthcheck,
 		"ctl":         runCtl,

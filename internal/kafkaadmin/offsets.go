@@ -175,3 +175,24 @@ func (c *Cluster) GroupOffsets(ctx context.Context, topic, group string, partiti
 	}
 	return out, nil
 }
+
+// DeleteGroup deletes a consumer group (it must have no members) through
+// its coordinator. A group that does not exist is not an error.
+func (c *Cluster) DeleteGroup(ctx context.Context, group string) error {
+	fc, err := c.client.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	if err != nil {
+		return fmt.Errorf("find the coordinator of %s: %w", group, err)
+	}
+	if fc.Error != nil {
+		return fmt.Errorf("find the coordinator of %s: %w", group, fc.Error)
+	}
+	addr := kafka.TCP(fmt.Sprintf("%s:%d", fc.Coordinator.Host, fc.Coordinator.Port))
+	resp, err := c.client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{Addr: addr, GroupIDs: []string{group}})
+	if err != nil {
+		return fmt.Errorf("delete group %s: %w", group, err)
+	}
+	if err := resp.Errors[group]; err != nil && !errors.Is(err, kafka.GroupIdNotFound) {
+		return fmt.Errorf("delete group %s: %w", group, err)
+	}
+	return nil
+}

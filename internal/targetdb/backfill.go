@@ -1,0 +1,209 @@
+package targetdb
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// BackfillOptions tune Backfill. The zero value works.
+type BackfillOptions struct {
+	// Chunk is how many events one transaction on the new target carries.
+	// Default 2000.
+	Chunk int
+	// Rate bounds the events read from the old target per second, so that
+	// its own applying does not slow; 0 is unbounded.
+	Rate float64
+	// Progress, when set, is called after every chunk.
+	Progress func(BackfillProgress)
+}
+
+// BackfillProgress is how far a backfill got.
+type BackfillProgress struct {
+	Done, Total int64
+	Elapsed     time.Duration
+}
+
+// BackfillResult says what a backfill did.
+type BackfillResult struct {
+	// Copied is how many events were read from the old target in this run;
+	// New how many of them the new target did not hold yet (a resumed run
+	// reads again what it had copied before, and applies nothing twice).
+	Copied, New int64
+	// Offsets is where the new target's applier continues: the old
+	// target's offsets at the snapshot.
+	Offsets map[int]int64
+}
+
+// backfillTopic names the new target's offsets rows that record how far a
+// backfill from a target got, per partition, so that a killed backfill
+// resumes where it was.
+func backfillTopic(eventsTopic string) string { return "sluice.backfill:" + eventsTopic }
+
+// Backfill fills the ledger of a new target (dst) from an old one (src),
+// through dst's projections, without needing the log in Kafka. It reads src's
+// ledger and offsets from one snapshot (a read-only repeatable-read
+// transaction: it takes no lock that src's applier waits on), copies the
+// ledger partition by partition in log order, chunk by chunk, each chunk one
+// transaction on dst (ledger, projections of the new events, progress row),
+// and finally moves dst's offsets to the snapshot's — never back — so dst's
+// applier continues from the log with no gap and no double effect. Killed,
+// it resumes from its progress rows; what it copies again is not new to the
+// ledger and reaches no projection.
+func Backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic string, ps *Projections, opts BackfillOptions) (BackfillResult, error) {
+	if opts.Chunk <= 0 {
+		opts.Chunk = 2000
+	}
+	res := BackfillResult{Offsets: map[int]int64{}}
+	snap, err := src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return res, fmt.Errorf("old target: %w", err)
+	}
+	defer snap.Rollback(context.WithoutCancel(ctx))
+	rows, err := snap.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, eventsTopic)
+	if err != nil {
+		return res, fmt.Errorf("old target: read offsets: %w", err)
+	}
+	var part int32
+	var next int64
+	if _, err := pgx.ForEachRow(rows, []any{&part, &next}, func() error { res.Offsets[int(part)] = next; return nil }); err != nil {
+		return res, fmt.Errorf("old target: read offsets: %w", err)
+	}
+	progress, err := backfillProgress(ctx, dst, eventsTopic)
+	if err != nil {
+		return res, fmt.Errorf("new target: %w", err)
+	}
+	var total int64
+	if err := snap.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&total); err != nil {
+		return res, fmt.Errorf("old target: %w", err)
+	}
+	parts, err := ledgerPartitions(ctx, snap)
+	if err != nil {
+		return res, fmt.Errorf("old target: %w", err)
+	}
+	began := time.Now()
+	for _, p := range parts {
+		if err := backfillPartition(ctx, snap, dst, eventsTopic, ps, p, progress[p], opts, &res, total, began); err != nil {
+			return res, err
+		}
+	}
+	// dst continues from the snapshot: never back, if its applier already
+	// went further.
+	for p, off := range res.Offsets {
+		_, err := dst.Exec(ctx, `INSERT INTO sluice_offsets (topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, now())
+			ON CONFLICT (topic, partition) DO UPDATE SET next_offset = GREATEST(sluice_offsets.next_offset, EXCLUDED.next_offset),
+				last_record_time = CASE WHEN sluice_offsets.next_offset >= EXCLUDED.next_offset THEN sluice_offsets.last_record_time END,
+				updated_at = now()`, eventsTopic, int32(p), off)
+		if err != nil {
+			return res, fmt.Errorf("new target: set offsets: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func backfillProgress(ctx context.Context, dst *pgxpool.Pool, eventsTopic string) (map[int]int64, error) {
+	rows, err := dst.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, backfillTopic(eventsTopic))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int64{}
+	var p int32
+	var next int64
+	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[int(p)] = next; return nil })
+	return out, err
+}
+
+func ledgerPartitions(ctx context.Context, tx pgx.Tx) ([]int, error) {
+	rows, err := tx.Query(ctx, `SELECT DISTINCT kafka_partition FROM sluice_events`)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, len(parts))
+	for i, p := range parts {
+		out[i] = int(p)
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// backfillPartition copies one partition's events at or after from.
+func backfillPartition(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, eventsTopic string, ps *Projections, p int, from int64,
+	opts BackfillOptions, res *BackfillResult, total int64, began time.Time) error {
+	cursor := fmt.Sprintf("sluice_backfill_%d", p)
+	if _, err := snap.Exec(ctx, `DECLARE `+cursor+` NO SCROLL CURSOR FOR SELECT `+batchColumns+
+		` FROM sluice_events WHERE kafka_partition = $1 AND kafka_offset >= $2 ORDER BY kafka_offset`, int32(p), from); err != nil {
+		return fmt.Errorf("old target: %w", err)
+	}
+	for {
+		chunkBegan := time.Now()
+		rows, err := snap.Query(ctx, fmt.Sprintf(`FETCH %d FROM %s`, opts.Chunk, cursor))
+		if err != nil {
+			return fmt.Errorf("old target: %w", err)
+		}
+		values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+		if err != nil {
+			return fmt.Errorf("old target: %w", err)
+		}
+		if len(values) == 0 {
+			return nil
+		}
+		last := values[len(values)-1][len(values[0])-1].(int64) // kafka_offset is the last column
+		n, err := backfillChunk(ctx, dst, eventsTopic, ps, p, values, last+1)
+		if err != nil {
+			return fmt.Errorf("new target: partition %d at %d: %w", p, last, err)
+		}
+		res.Copied += int64(len(values))
+		res.New += n
+		if opts.Progress != nil {
+			opts.Progress(BackfillProgress{Done: res.Copied, Total: total, Elapsed: time.Since(began)})
+		}
+		if opts.Rate > 0 { // stay under Rate events/s
+			want := time.Duration(float64(len(values)) / opts.Rate * float64(time.Second))
+			if wait := want - time.Since(chunkBegan); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+}
+
+// backfillChunk applies one chunk to dst in one transaction: ledger, the
+// projections over its new events, and the progress row.
+func backfillChunk(ctx context.Context, dst *pgxpool.Pool, eventsTopic string, ps *Projections, p int, values [][]any, next int64) (int64, error) {
+	var inserted int64
+	err := pgx.BeginFunc(ctx, dst, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_staging"}, ColumnNames(), pgx.CopyFromRows(values)); err != nil {
+			return err
+		}
+		if !ps.empty() {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtext($1))`, rebuildLock); err != nil {
+				return err
+			}
+		}
+		ct, err := tx.Exec(ctx, insertKeepingNew)
+		if err != nil {
+			return err
+		}
+		if inserted = ct.RowsAffected(); inserted > 0 && !ps.empty() {
+			if _, err := ps.run(ctx, tx, ""); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO sluice_offsets (topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, now())
+			ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+			backfillTopic(eventsTopic), int32(p), next)
+		return err
+	})
+	return inserted, err
+}

@@ -1,0 +1,158 @@
+package operations
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
+)
+
+// backfillSession reads the old target: a long read-only snapshot, which
+// waits on no lock of its applier and holds none it waits on.
+var backfillSession = targetdb.Session{ApplicationName: "sluice-backfill", LockTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second}
+
+// Backfill fills target to from target from's ledger, through to's
+// projections; see targetdb.Backfill.
+func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.BackfillOptions) (targetdb.BackfillResult, error) {
+	dst, err := o.Target(to)
+	if err != nil {
+		return targetdb.BackfillResult{}, err
+	}
+	src, err := o.Target(from)
+	if err != nil {
+		return targetdb.BackfillResult{}, err
+	}
+	conn, err := targetdb.Connect(ctx, src.DSN, backfillSession)
+	if err != nil {
+		return targetdb.BackfillResult{}, fmt.Errorf("target %s: %w", src.Name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	pool, err := targetdb.NewPool(dst.DSN, projectionSession, 1)
+	if err != nil {
+		return targetdb.BackfillResult{}, fmt.Errorf("target %s: %w", dst.Name, err)
+	}
+	defer pool.Close()
+	return targetdb.Backfill(ctx, conn, pool, o.topic, dst.Projections, opts)
+}
+
+// Check is one condition of a cutover, as `ctl cutover-check` prints it.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// CutoverCheck says whether target to may take over from target from:
+// each condition with what was found. maxLag is the most records to may
+// still lag behind the log.
+func (o *Ops) CutoverCheck(ctx context.Context, from, to string, maxLag int64) ([]Check, error) {
+	views, err := o.Status(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	v := views[0]
+	var checks []Check
+	add := func(name string, ok bool, format string, args ...any) {
+		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	}
+	add("applier up", v.Applier == "up", "%s's applier: %s (%d replicas reporting)", to, v.Applier, len(v.Replicas))
+	add("caught up", v.LagMessages <= maxLag && v.DatabaseError == "", "%s lags %d records (at most %d), %.1fs", to, v.LagMessages, maxLag, v.LagSeconds)
+	add("breaker closed", v.Breaker == "closed", "%s's breaker: %s", to, v.Breaker)
+	failing := ""
+	for _, r := range v.Replicas {
+		for _, p := range r.Projections {
+			if p.LastError != "" {
+				failing += fmt.Sprintf(" %s (%s)", p.Name, p.LastError)
+			}
+		}
+	}
+	add("projections error-free", failing == "", "failing:%s", map[bool]string{true: " none", false: failing}[failing == ""])
+	letters, err := o.ListDLQ(ctx, to, false)
+	if err != nil {
+		return nil, err
+	}
+	add("DLQ empty", len(letters) == 0, "%d dead-lettered events pending on %s (replay or acknowledge them first)", len(letters), to)
+	res, err := o.Verify(ctx, VerifyRequest{A: from, B: to, UpToWatermark: true, Keys: 5})
+	if err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("%d events of %s compared in full up to the common watermark %v", res.Events, from, res.Watermark)
+	if len(res.Differing) > 0 {
+		detail = fmt.Sprintf("%d buckets differ up to the common watermark; first keys: %v", len(res.Differing), res.Keys)
+	}
+	add("verify equal", len(res.Differing) == 0, "%s", detail)
+	return checks, nil
+}
+
+// RetireResult says what retiring a target left behind.
+type RetireResult struct {
+	// Stopped is whether every replica reported it stopped in time.
+	Stopped bool `json:"stopped"`
+	// GroupDeleted is whether the target's consumer group was removed.
+	GroupDeleted bool `json:"group_deleted"`
+	// LedgerEvents and Tables are what its database still holds: sluice
+	// never drops a table; that is the owner's decision.
+	LedgerEvents int64    `json:"ledger_events"`
+	Tables       []string `json:"tables"`
+}
+
+// Retire stops a target's applier replicas through the control topic
+// (every replica exits, and one started later exits at once), waits up to
+// wait for them to go, and removes its consumer group.
+func (o *Ops) Retire(ctx context.Context, name, by string, wait time.Duration) (RetireResult, error) {
+	var res RetireResult
+	t, err := o.Target(name)
+	if err != nil {
+		return res, err
+	}
+	if _, err := o.plane.SetRetired(ctx, t.Name, by); err != nil {
+		return res, err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		statuses, err := o.plane.Statuses(ctx)
+		if err == nil && countLive(statuses[t.Name]) == 0 {
+			res.Stopped = true
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if res.Stopped {
+		if err := o.cluster.DeleteGroup(ctx, kafkaadmin.GroupID(t.Name)); err != nil {
+			return res, err
+		}
+		res.GroupDeleted = true
+	}
+	conn, err := targetdb.Connect(ctx, t.DSN, operatorSession)
+	if err != nil {
+		return res, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&res.LedgerEvents); err != nil {
+		return res, err
+	}
+	rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1`)
+	if err != nil {
+		return res, err
+	}
+	res.Tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	return res, err
+}
+
+func countLive(replicas []control.ApplierStatus) int {
+	n := 0
+	for _, r := range replicas {
+		if !r.Stale(time.Now()) {
+			n++
+		}
+	}
+	return n
+}
