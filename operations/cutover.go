@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/deadletter"
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/internal/targetdb"
 )
@@ -16,28 +18,84 @@ import (
 // waits on no lock of its applier and holds none it waits on.
 var backfillSession = targetdb.Session{ApplicationName: "sluice-backfill", LockTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second}
 
+// BackfillResult says what a backfill did: the ledger copy, and the events
+// the old target had dead-lettered, offered to the new one.
+type BackfillResult struct {
+	targetdb.BackfillResult
+	// FromDLQ is how many of the old target's dead letters the new target
+	// applied (its schema may accept what the old one refused); Refused
+	// those it refused in turn, with its reasons.
+	FromDLQ int                 `json:"from_dlq"`
+	Refused []deadletter.Letter `json:"refused"`
+}
+
 // Backfill fills target to from target from's ledger, through to's
-// projections; see targetdb.Backfill.
-func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.BackfillOptions) (targetdb.BackfillResult, error) {
+// projections (see targetdb.Backfill), then offers to the events from had
+// dead-lettered: they are not in its ledger, and to's schema may take them.
+func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.BackfillOptions) (BackfillResult, error) {
+	var res BackfillResult
 	dst, err := o.Target(to)
 	if err != nil {
-		return targetdb.BackfillResult{}, err
+		return res, err
 	}
 	src, err := o.Target(from)
 	if err != nil {
-		return targetdb.BackfillResult{}, err
+		return res, err
 	}
 	conn, err := targetdb.Connect(ctx, src.DSN, backfillSession)
 	if err != nil {
-		return targetdb.BackfillResult{}, fmt.Errorf("target %s: %w", src.Name, err)
+		return res, fmt.Errorf("target %s: %w", src.Name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	pool, err := targetdb.NewPool(dst.DSN, projectionSession, 1)
 	if err != nil {
-		return targetdb.BackfillResult{}, fmt.Errorf("target %s: %w", dst.Name, err)
+		return res, fmt.Errorf("target %s: %w", dst.Name, err)
 	}
 	defer pool.Close()
-	return targetdb.Backfill(ctx, conn, pool, o.topic, dst.Projections, opts)
+	if res.BackfillResult, err = targetdb.Backfill(ctx, conn, pool, o.topic, dst.Projections, opts); err != nil {
+		return res, err
+	}
+	err = o.offerDeadLetters(ctx, pool, dst, src.Name, &res)
+	return res, err
+}
+
+// offerDeadLetters applies the old target's dead letters to the new one, once
+// each: a cursor row in the new target ("sluice.backfill.dlq:<old>") records
+// how far it got, so a rerun offers only what it has not yet.
+func (o *Ops) offerDeadLetters(ctx context.Context, pool *pgxpool.Pool, dst Target, from string, res *BackfillResult) error {
+	cursorTopic := "sluice.backfill.dlq:" + from
+	off, err := targetdb.LoadOffset(ctx, pool, cursorTopic, 0)
+	if err != nil {
+		return err
+	}
+	letters, err := o.readDLQ(ctx, from, off.Next)
+	if err != nil {
+		return fmt.Errorf("read %s's DLQ: %w", from, err)
+	}
+	next := off.Next
+	for _, l := range letters {
+		cur := targetdb.Cursor{Topic: cursorTopic, Partition: 0, From: next, Next: l.DLQOffset + 1}
+		rec := targetdb.Decode(l.Original())
+		applyErr := rec.DecodeErr
+		var inserted int64
+		if applyErr == nil {
+			inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur, dst.Projections)
+		}
+		switch {
+		case applyErr == nil:
+			res.FromDLQ += int(inserted)
+		case targetdb.Classify(applyErr) == targetdb.Permanent:
+			if err := targetdb.Advance(ctx, pool, cur); err != nil {
+				return err
+			}
+			l.Error = applyErr.Error()
+			res.Refused = append(res.Refused, l)
+		default:
+			return fmt.Errorf("target %s: offering %s's dead letters stopped at DLQ offset %d: %w", dst.Name, from, l.DLQOffset, applyErr)
+		}
+		next = cur.Next
+	}
+	return nil
 }
 
 // Check is one condition of a cutover, as `ctl cutover-check` prints it.

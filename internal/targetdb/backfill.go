@@ -20,6 +20,10 @@ type BackfillOptions struct {
 	Rate float64
 	// Progress, when set, is called after every chunk.
 	Progress func(BackfillProgress)
+	// Retrying, when set, is told of every retryable failure of the new
+	// target (a lock, a timeout, a lost connection) before the chunk is
+	// tried again.
+	Retrying func(err error, attempt int)
 }
 
 // BackfillProgress is how far a backfill got.
@@ -156,9 +160,25 @@ func backfillPartition(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, even
 			return nil
 		}
 		last := values[len(values)-1][len(values[0])-1].(int64) // kafka_offset is the last column
-		n, err := backfillChunk(ctx, dst, eventsTopic, ps, p, values, last+1)
-		if err != nil {
-			return fmt.Errorf("new target: partition %d at %d: %w", p, last, err)
+		var n int64
+		for attempt := 0; ; attempt++ {
+			n, err = backfillChunk(ctx, dst, eventsTopic, ps, p, values, last+1)
+			if err == nil {
+				break
+			}
+			// A locked, slow or restarting new target is waited for: the
+			// chunk is retried. An event's own fault is not.
+			if Classify(err) != Retryable || ctx.Err() != nil {
+				return fmt.Errorf("new target: partition %d at %d: %w", p, last, err)
+			}
+			if opts.Retrying != nil {
+				opts.Retrying(err, attempt)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
+			}
 		}
 		res.Copied += int64(len(values))
 		res.New += n
