@@ -74,26 +74,16 @@ func (o *Ops) offerDeadLetters(ctx context.Context, pool *pgxpool.Pool, dst Targ
 	}
 	next := off.Next
 	for _, l := range letters {
-		cur := targetdb.Cursor{Topic: cursorTopic, Partition: 0, From: next, Next: l.DLQOffset + 1}
-		rec := targetdb.Decode(l.Original())
-		applyErr := rec.DecodeErr
-		var inserted int64
-		if applyErr == nil {
-			inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur, dst.Projections)
+		inserted, refused, err := applyLetter(ctx, pool, l, cursorTopic, next, dst.Projections)
+		if err != nil {
+			return fmt.Errorf("target %s: offering %s's dead letters stopped at DLQ offset %d: %w", dst.Name, from, l.DLQOffset, err)
 		}
-		switch {
-		case applyErr == nil:
-			res.FromDLQ += int(inserted)
-		case targetdb.Classify(applyErr) == targetdb.Permanent:
-			if err := targetdb.Advance(ctx, pool, cur); err != nil {
-				return err
-			}
-			l.Error = applyErr.Error()
+		if refused != nil {
+			l.Error = refused.Error()
 			res.Refused = append(res.Refused, l)
-		default:
-			return fmt.Errorf("target %s: offering %s's dead letters stopped at DLQ offset %d: %w", dst.Name, from, l.DLQOffset, applyErr)
 		}
-		next = cur.Next
+		res.FromDLQ += int(inserted)
+		next = l.DLQOffset + 1
 	}
 	return nil
 }

@@ -95,34 +95,49 @@ func (o *Ops) ReplayDLQ(ctx context.Context, name string) (ReplayResult, error) 
 		MaxAttempts: 3, BatchBytes: kafkaadmin.DLQMaxRecordBytes})
 	defer dlq.Close()
 	for _, d := range pending {
-		cur := targetdb.Cursor{Topic: kafkaadmin.DLQTopic(t.Name), Partition: 0, From: from, Next: d.DLQOffset + 1}
-		rec := targetdb.Decode(d.Original())
-		applyErr := rec.DecodeErr
-		var inserted int64
-		if applyErr == nil {
-			inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur, t.Projections)
-		}
+		inserted, refused, err := applyLetter(ctx, pool, d, kafkaadmin.DLQTopic(t.Name), from, t.Projections)
 		switch {
-		case errors.Is(applyErr, targetdb.ErrOffsetsMoved):
-			return res, fmt.Errorf("target %s: another replay moved the DLQ cursor; replay stopped at DLQ offset %d: %w", t.Name, d.DLQOffset, applyErr)
-		case applyErr == nil:
+		case errors.Is(err, targetdb.ErrOffsetsMoved):
+			return res, fmt.Errorf("target %s: another replay moved the DLQ cursor; replay stopped at DLQ offset %d: %w", t.Name, d.DLQOffset, err)
+		case err != nil:
+			return res, fmt.Errorf("target %s is not healthy; replay stopped at DLQ offset %d: %w", t.Name, d.DLQOffset, err)
+		case refused == nil:
 			res.Applied += int(inserted)
 			res.Duplicates += 1 - int(inserted)
-		case targetdb.Classify(applyErr) == targetdb.Permanent:
-			again := deadletter.Fit(deadletter.Wrap(d.Original(), applyErr, targetdb.Permanent.String(), t.Name, time.Now()),
+		default:
+			again := deadletter.Fit(deadletter.Wrap(d.Original(), refused, targetdb.Permanent.String(), t.Name, time.Now()),
 				kafkaadmin.DLQMaxRecordBytes)
 			if err := dlq.WriteMessages(ctx, again); err != nil {
 				return res, fmt.Errorf("dead-letter again: %w", err)
 			}
-			if err := targetdb.Advance(ctx, pool, cur); err != nil {
-				return res, err
-			}
-			d.Error = applyErr.Error()
+			d.Error = refused.Error()
 			res.StillFailing = append(res.StillFailing, d)
-		default:
-			return res, fmt.Errorf("target %s is not healthy; replay stopped at DLQ offset %d: %w", t.Name, d.DLQOffset, applyErr)
 		}
-		from = cur.Next
+		from = d.DLQOffset + 1
 	}
 	return res, nil
+}
+
+// applyLetter applies a dead letter's original event to a target, through
+// its projections, moving the cursor row cursorTopic from from past the
+// letter in the same transaction. A refusal for the event's own data
+// (permanent) moves the cursor alone and is returned as refused; any other
+// failure is err, and nothing moved.
+func applyLetter(ctx context.Context, pool *pgxpool.Pool, l deadletter.Letter, cursorTopic string, from int64, ps *targetdb.Projections) (inserted int64, refused, err error) {
+	cur := targetdb.Cursor{Topic: cursorTopic, Partition: 0, From: from, Next: l.DLQOffset + 1}
+	rec := targetdb.Decode(l.Original())
+	applyErr := rec.DecodeErr
+	if applyErr == nil {
+		inserted, applyErr = targetdb.Apply(ctx, pool, []targetdb.Record{rec}, cur, ps)
+	}
+	if applyErr == nil {
+		return inserted, nil, nil
+	}
+	if targetdb.Classify(applyErr) != targetdb.Permanent {
+		return 0, nil, applyErr
+	}
+	if err := targetdb.Advance(ctx, pool, cur); err != nil {
+		return 0, nil, err
+	}
+	return 0, applyErr, nil
 }

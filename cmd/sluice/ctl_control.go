@@ -42,13 +42,9 @@ func controlFor(ctx context.Context, cfgPath, target string) (*ctlSession, error
 func runCtlPause(ctx context.Context, args []string, stdout, stderr io.Writer, pause bool) error {
 	verb := map[bool]string{true: "pause", false: "resume"}[pause]
 	fs, cfgPath := newFlags("ctl "+verb, "ctl "+verb+" TARGET", stderr)
-	names, err := parseInterspersed(fs, args)
+	names, err := oneTarget(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(names) != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: name exactly one target", errUsage)
 	}
 	ops, err := controlFor(ctx, *cfgPath, names[0])
 	if err != nil {

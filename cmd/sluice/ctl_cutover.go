@@ -65,13 +65,9 @@ func runCtlCutoverCheck(ctx context.Context, args []string, stdout, stderr io.Wr
 func runCtlRetire(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("ctl retire", "ctl retire TARGET [--wait D]", stderr)
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for every replica to stop")
-	names, err := parseInterspersed(fs, args)
+	names, err := oneTarget(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(names) != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: name one target", errUsage)
 	}
 	ops, err := controlFor(ctx, *cfgPath, names[0])
 	if err != nil {

@@ -112,13 +112,9 @@ func runCtlDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, cfgPath := newFlags("ctl dlq "+verb, "ctl dlq "+verb+" TARGET [--json]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "list every record, also those already replayed")
-	names, err := parseInterspersed(fs, args[1:])
+	names, err := oneTarget(fs, args[1:])
 	if err != nil {
 		return err
-	}
-	if len(names) != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: name one target", errUsage)
 	}
 	ops, err := openOps(*cfgPath, names[0])
 	if err != nil {

@@ -26,13 +26,9 @@ func runCtlProjections(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs, cfgPath := newFlags("ctl projections", synopsis, stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	last := fs.Int("last", 100, "with test: run the projections over the target's last N ledger events, then roll back")
-	names, err := parseInterspersed(fs, args)
+	names, err := oneTarget(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(names) != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: name one target", errUsage)
 	}
 	ops, err := openOps(*cfgPath, names[0])
 	if err != nil {

@@ -139,3 +139,17 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// oneTarget parses flags among args and returns the positional arguments,
+// which must name exactly one target.
+func oneTarget(fs *flag.FlagSet, args []string) ([]string, error) {
+	names, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) != 1 {
+		fs.Usage()
+		return nil, fmt.Errorf("%w: name one target", errUsage)
+	}
+	return names, nil
+}
