@@ -74,6 +74,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 	static, _ := fs.Sub(uiFiles, "ui")
 	h.mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	h.mux.HandleFunc("/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, fmt.Sprintf("no such admin route: %s %s", r.Method, r.URL.Path))
+	})
 	return h, nil
 }
 

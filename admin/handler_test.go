@@ -74,3 +74,16 @@ func TestAdminAnswers(t *testing.T) {
 		t.Errorf("/ui answers %d, want a redirect to /ui/", rec.Code)
 	}
 }
+
+func TestUnknownAdminRoutesAnswerInJSON(t *testing.T) {
+	h := newTestHandler(t)
+	for _, c := range []struct{ method, path string }{{"GET", "/v1/admin/nope"}, {"POST", "/v1/admin/targets"}} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(c.method, c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"errors"`) {
+			t.Errorf("%s %s: %d %s %s", c.method, c.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+	}
+}

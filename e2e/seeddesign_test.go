@@ -34,7 +34,7 @@ VALUES ($1, $2, $3, $4, $5, -1, -1) ON CONFLICT (source, id) DO NOTHING`
 
 func (s *seedIngest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	events, faults, err := schema.DecodeRequest(schema.MediaTypeJSON, body)
+	events, faults, err := schema.DecodeRequest(schema.MediaTypeJSON, body, 0)
 	if err != nil || len(faults) > 0 {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return

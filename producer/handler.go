@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,6 +35,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// RetryAfter is the Retry-After sent with 503. Default 1s.
 	RetryAfter time.Duration
+	// MaxInFlight bounds the requests being served at once: past it the
+	// answer is 503 with Retry-After, so memory stays bounded (at most
+	// MaxInFlight × MaxBodyBytes of bodies) whatever clients do. Default 64.
+	MaxInFlight int
 	// RatePerKey limits each key to this many events per second, with a
 	// burst of MaxEvents (or the rate, if larger); over it the answer is 429
 	// with Retry-After and nothing is appended. 0, the default: unlimited.
@@ -51,7 +55,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: ingest.keys[%d]: a key must be at least 16 characters", ErrInvalidConfig, i)
 		}
 	}
-	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 {
+	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 || c.MaxInFlight < 0 {
 		return fmt.Errorf("%w: ingest limits must not be negative", ErrInvalidConfig)
 	}
 	return nil
@@ -70,6 +74,9 @@ func (c *Config) setDefaults() {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 64
+	}
 }
 
 // Handler serves POST /v1/events. Safe for concurrent use.
@@ -81,6 +88,8 @@ type Handler struct {
 	metrics *Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// inFlight holds a token per request being served.
+	inFlight chan struct{}
 }
 
 // NewHandler validates cfg and returns the ingest handler appending to out.
@@ -93,7 +102,7 @@ func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{cfg: cfg, keys: newKeyring(cfg.Keys), limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
-		out: out, metrics: metrics, log: log, now: time.Now}, nil
+		out: out, metrics: metrics, log: log, now: time.Now, inFlight: make(chan struct{}, cfg.MaxInFlight)}, nil
 }
 
 // errorBody is the one shape of every error answer. Index is present only
@@ -149,48 +158,82 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"events", events, "duration_ms", elapsed.Milliseconds())
 }
 
+// maxReportedFaults bounds the per-event errors of a 400: enough to fix a
+// client, never a body larger than the request.
+const maxReportedFaults = 100
+
 func (h *Handler) serve(r *http.Request) (answer, int) {
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
+		return a, 0
+	}
 	key, ok := h.keys.match(r.Header.Get("Authorization"))
 	if !ok {
 		a := fail(http.StatusUnauthorized, "missing or invalid API key (send Authorization: Bearer <key>)")
 		a.header = map[string]string{"WWW-Authenticate": `Bearer realm="sluice"`}
 		return a, 0
 	}
-	mediaType, err := schema.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return fail(http.StatusUnsupportedMediaType, err.Error()), 0
+	binary := schema.IsBinaryMode(r.Header)
+	mediaType := ""
+	if !binary {
+		var err error
+		if mediaType, err = schema.ParseMediaType(r.Header.Get("Content-Type")); err != nil {
+			return fail(http.StatusUnsupportedMediaType, err.Error()+" (or send one event in binary mode, with ce-* headers)"), 0
+		}
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes)), 0
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", h.cfg.MaxBodyBytes)), 0
-		}
-		return fail(http.StatusBadRequest, "reading body: "+err.Error()), 0
+	body, refused := readBody(r, h.cfg.MaxBodyBytes)
+	if refused != nil {
+		return *refused, 0
 	}
-	events, faults, err := schema.DecodeRequest(mediaType, body)
-	if err != nil {
+	if binary {
+		raw, err := schema.BinaryEvent(r.Header, body)
+		if err != nil {
+			return answer{code: http.StatusBadRequest, body: errorBody{Errors: []errorItem{{Index: new(int), Error: err.Error()}}}}, 0
+		}
+		body, mediaType = raw, schema.MediaTypeEvent
+	}
+	events, faults, err := schema.DecodeRequest(mediaType, body, h.cfg.MaxEvents)
+	switch {
+	case errors.Is(err, schema.ErrTooManyEvents):
+		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("more than the limit of %d events per request", h.cfg.MaxEvents)), 0
+	case err != nil:
 		return fail(http.StatusBadRequest, err.Error()), 0
-	}
-	if len(faults) > 0 {
-		items := make([]errorItem, len(faults))
-		for i, f := range faults {
-			items[i] = errorItem{Index: &f.Index, Error: f.Err.Error()}
-		}
-		return answer{code: http.StatusBadRequest, body: errorBody{Errors: items}}, 0
-	}
-	if len(events) > h.cfg.MaxEvents {
-		return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events is more than the limit of %d per request", len(events), h.cfg.MaxEvents)), 0
+	case len(faults) > 0:
+		return refuseEvents(faults), 0
+	case len(events) == 0:
+		return answer{code: http.StatusAccepted, body: map[string]int{"accepted": 0}}, 0
 	}
 	if wait := h.limits.take(key, len(events), h.now()); wait > 0 {
 		a := fail(http.StatusTooManyRequests, fmt.Sprintf("this key may publish %g events per second; retry after %v", h.cfg.RatePerKey, wait.Round(time.Millisecond)))
 		a.header = map[string]string{"Retry-After": strconv.Itoa(int(math.Ceil(wait.Seconds())))}
 		return a, 0
 	}
+	return h.append(r.Context(), events)
+}
 
+// refuseEvents is the 400 naming each invalid event, the first
+// maxReportedFaults of them.
+func refuseEvents(faults []schema.EventError) answer {
+	items := make([]errorItem, 0, min(len(faults), maxReportedFaults)+1)
+	for _, f := range faults[:min(len(faults), maxReportedFaults)] {
+		items = append(items, errorItem{Index: &f.Index, Error: f.Err.Error()})
+	}
+	if len(faults) > maxReportedFaults {
+		items = append(items, errorItem{Error: fmt.Sprintf("and %d more invalid events", len(faults)-maxReportedFaults)})
+	}
+	return answer{code: http.StatusBadRequest, body: errorBody{Errors: items}}
+}
+
+// append writes events to Kafka and answers 202 once every in-sync replica
+// has them, 503 otherwise.
+func (h *Handler) append(ctx context.Context, events []schema.Event) (answer, int) {
 	msgs := make([]kafka.Message, len(events))
 	for i := range events {
 		msgs[i] = kafka.Message{
@@ -199,15 +242,24 @@ func (h *Handler) serve(r *http.Request) (answer, int) {
 			Headers: []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}},
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
 	defer cancel()
 	if err := h.out.WriteMessages(ctx, msgs...); err != nil {
+		// The error names brokers and topics: it goes to the log, not to
+		// the client.
 		h.log.Warn("kafka write failed", "events", len(msgs), "err", err)
-		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; retry: "+err.Error())
-		a.header = map[string]string{"Retry-After": strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second).Seconds()))}
+		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; nothing was appended: retry")
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
 		return a, 0
 	}
 	return answer{code: http.StatusAccepted, body: map[string]int{"accepted": len(events)}}, len(events)
+}
+
+// retryAfter is RetryAfter, stretched at random by up to twice, in whole
+// seconds: clients told to come back together would come back together.
+func (h *Handler) retryAfter() int {
+	base := max(int(h.cfg.RetryAfter.Round(time.Second).Seconds()), 1)
+	return base + mrand.IntN(2*base)
 }
 
 func newRequestID() string {

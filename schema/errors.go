@@ -21,3 +21,7 @@ var ErrUnknownVersion = errors.New("unknown schema version")
 // ErrBadMigration is returned (wrapped) by ReadMigrations for a migrations
 // directory whose files are misnamed or whose versions have gaps.
 var ErrBadMigration = errors.New("bad migration")
+
+// ErrTooManyEvents is returned (wrapped) by DecodeRequest for a batch of
+// more events than the request may hold.
+var ErrTooManyEvents = errors.New("too many events")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -112,6 +113,9 @@ func takeString(attrs map[string]json.RawMessage, name string, required bool) (s
 		}
 		return "", nil
 	}
+	if err := checkJSONText(v); err != nil {
+		return "", fmt.Errorf("%w: %q %v", ErrInvalidEvent, name, err)
+	}
 	var s string
 	if json.Unmarshal(v, &s) != nil {
 		return "", fmt.Errorf("%w: %q must be a string", ErrInvalidEvent, name)
@@ -119,8 +123,13 @@ func takeString(attrs map[string]json.RawMessage, name string, required bool) (s
 	if required && s == "" {
 		return "", fmt.Errorf("%w: %q must not be empty", ErrInvalidEvent, name)
 	}
-	if len(s) > MaxAttributeBytes {
+	// data_base64 is bounded by the body's limit alone: binary payloads are
+	// what it is for.
+	if len(s) > MaxAttributeBytes && name != "data_base64" {
 		return "", fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidEvent, name, MaxAttributeBytes)
+	}
+	if err := checkAttributeString(s); err != nil {
+		return "", fmt.Errorf("%w: %q %v", ErrInvalidEvent, name, err)
 	}
 	return s, nil
 }
@@ -194,9 +203,19 @@ func parseTime(text string) (time.Time, error) {
 	if text == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, text)
+	// RFC 3339 allows a lower-case "t" and "z" (section 5.6) and a leap
+	// second (":60"), which Go's parser does not.
+	norm := strings.ToUpper(text)
+	leap := false
+	if len(norm) >= 19 && norm[17:19] == "60" {
+		norm, leap = norm[:17]+"59"+norm[19:], true
+	}
+	t, err := time.Parse(time.RFC3339Nano, norm)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: \"time\" %q is not an RFC 3339 timestamp", ErrInvalidEvent, text)
+	}
+	if leap {
+		t = t.Add(time.Second)
 	}
 	return t, nil
 }
@@ -207,6 +226,9 @@ func parseTime(text string) (time.Time, error) {
 func takeData(attrs map[string]json.RawMessage, dataBase64 string, ev *Event) error {
 	if data, ok := attrs["data"]; ok {
 		delete(attrs, "data")
+		if err := checkJSONText(data); err != nil {
+			return fmt.Errorf("%w: \"data\" %v", ErrInvalidEvent, err)
+		}
 		if string(data) != "null" {
 			ev.Data = data
 		}
@@ -241,6 +263,16 @@ func takeExtensions(attrs map[string]json.RawMessage) (map[string]json.RawMessag
 		switch v[0] {
 		case '{', '[':
 			return nil, fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
+		case '"':
+			var s string
+			if err := checkJSONText(v); err != nil {
+				return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
+			}
+			if json.Unmarshal(v, &s) == nil {
+				if err := checkAttributeString(s); err != nil {
+					return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
+				}
+			}
 		}
 		if ext == nil {
 			ext = make(map[string]json.RawMessage, len(attrs))

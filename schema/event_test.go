@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -113,15 +114,16 @@ func TestDecodeRequest(t *testing.T) {
 		{"structured mode takes one event", MediaTypeEvent, string(single), 1, nil, ""},
 		{"structured mode refuses an array", MediaTypeEvent, string(batch), 0, nil, "holds one event"},
 		{"batch mode refuses a lone object", MediaTypeBatch, string(single), 0, nil, "holds an array"},
-		{"an empty batch is refused", MediaTypeBatch, `[]`, 0, nil, "the batch is empty"},
+		{"an empty batch is valid, as the HTTP binding has it", MediaTypeBatch, `[]`, 0, nil, ""},
 		{"an empty body is refused", MediaTypeJSON, ``, 0, nil, "empty body"},
 		{"malformed JSON is refused", MediaTypeJSON, `[{"id":`, 0, nil, "not valid JSON"},
+		{"something after the batch is refused", MediaTypeBatch, `[] []`, 0, nil, "something follows"},
 		{"every invalid event is reported by index", MediaTypeBatch,
 			`[{"specversion":"1.0","id":"1","source":"s","type":"t"},{"id":"2"},7]`, 3, []int{1, 2}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			events, faults, err := DecodeRequest(c.mediaType, []byte(c.body))
+			events, faults, err := DecodeRequest(c.mediaType, []byte(c.body), 0)
 			if c.wantErr != "" {
 				if !errors.Is(err, ErrMalformedBody) || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err = %v, want ErrMalformedBody saying %q", err, c.wantErr)
@@ -172,5 +174,58 @@ func TestParseMediaType(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrUnsupportedMediaType) {
 			t.Errorf("ParseMediaType(%q): %v is not ErrUnsupportedMediaType", c.header, err)
 		}
+	}
+}
+
+func TestAHostileBatchIsRefusedBeforeItsEventsAreDecoded(t *testing.T) {
+	body := "[" + strings.Repeat("{},", 349_999) + "{}]" // 1 MiB of empty objects
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, faults, err := DecodeRequest(MediaTypeBatch, []byte(body), 1000)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooManyEvents) || faults != nil {
+		t.Fatalf("err %v (%d faults), want ErrTooManyEvents and no decoding", err, len(faults))
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("refusing it allocated %d MiB", alloc>>20)
+	}
+}
+
+func TestStringsAreStrict(t *testing.T) {
+	cases := []struct {
+		name, event, want string
+	}{
+		{"invalid UTF-8 in an id", "{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"s\",\"type\":\"t\"}", `"id" is not valid UTF-8`},
+		{"a lone high surrogate", `{"specversion":"1.0","id":"\ud800","source":"s","type":"t"}`, `"id" holds a lone UTF-16 surrogate`},
+		{"a lone low surrogate", `{"specversion":"1.0","id":"a\udc00","source":"s","type":"t"}`, `"id" holds a lone UTF-16 surrogate`},
+		{"a control character in the source", `{"specversion":"1.0","id":"1","source":"s\u0007","type":"t"}`, `"source" holds a control character`},
+		{"a C1 control character in the type", `{"specversion":"1.0","id":"1","source":"s","type":"t\u0085"}`, `"type" holds a control character`},
+		{"a NUL in data", `{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":"x\u0000y"}}`, `"data" holds \u0000`},
+		{"a lone surrogate in data", `{"specversion":"1.0","id":"1","source":"s","type":"t","data":"\udfff"}`, `"data" holds a lone UTF-16 surrogate`},
+		{"a control character in an extension", `{"specversion":"1.0","id":"1","source":"s","type":"t","trace":"\u001b[31m"}`, `extension "trace" holds a control character`},
+	}
+	for _, c := range cases {
+		_, err := DecodeEvent([]byte(c.event))
+		if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	ok := []struct{ name, event string }{
+		{"a surrogate pair (an emoji) is fine", `{"specversion":"1.0","id":"\ud83d\ude00","source":"s","type":"t"}`},
+		{"an escaped backslash before u0000 is text, not a NUL", `{"specversion":"1.0","id":"1","source":"s","type":"t","data":"\\u0000"}`},
+		{"tabs and newlines in data are fine", `{"specversion":"1.0","id":"1","source":"s","type":"t","data":"a\tb\nc"}`},
+		{"data_base64 larger than an attribute", `{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"` + strings.Repeat("QUJD", 2000) + `"}`},
+		{"a lower-case t and z", `{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2025-05-09t14:07:00z"}`},
+		{"a leap second", `{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2016-12-31T23:59:60Z"}`},
+	}
+	for _, c := range ok {
+		if _, err := DecodeEvent([]byte(c.event)); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	ev, _ := DecodeEvent([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2016-12-31T23:59:60Z"}`))
+	if want := time.Date(2017, 1, 1, 0, 0, 0, 0, time.UTC); !ev.Time.Equal(want) {
+		t.Errorf("the leap second is %v, want %v", ev.Time, want)
 	}
 }

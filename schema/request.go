@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
+	"strings"
 )
 
 // The media types of the ingest API.
@@ -21,7 +23,7 @@ func ParseMediaType(contentType string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %q", ErrUnsupportedMediaType, contentType)
 	}
-	if cs, ok := params["charset"]; ok && cs != "utf-8" && cs != "UTF-8" {
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return "", fmt.Errorf("%w: charset %q (only utf-8)", ErrUnsupportedMediaType, cs)
 	}
 	switch mt {
@@ -40,16 +42,15 @@ type EventError struct {
 
 // DecodeRequest decodes an ingest request body of the given media type (as
 // returned by ParseMediaType) into its events. A body that is not JSON of
-// the right shape returns an error wrapping ErrMalformedBody; otherwise every
-// invalid event is reported in the returned slice, and the request is
-// acceptable only when that slice is empty.
-func DecodeRequest(mediaType string, body []byte) ([]Event, []EventError, error) {
+// the right shape returns an error wrapping ErrMalformedBody; a batch of
+// more than maxEvents events (0: no bound) returns ErrTooManyEvents before
+// any of them is decoded; otherwise every invalid event is reported in the
+// returned slice, and the request is acceptable only when that slice is
+// empty. An empty batch is valid: it holds no event.
+func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []EventError, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, nil, fmt.Errorf("%w: empty body", ErrMalformedBody)
-	}
-	if !json.Valid(body) {
-		return nil, nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
 	}
 	isArray := body[0] == '['
 	switch {
@@ -60,13 +61,14 @@ func DecodeRequest(mediaType string, body []byte) ([]Event, []EventError, error)
 	}
 	var raws []json.RawMessage
 	if isArray {
-		if err := json.Unmarshal(body, &raws); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrMalformedBody, err)
-		}
-		if len(raws) == 0 {
-			return nil, nil, fmt.Errorf("%w: the batch is empty", ErrMalformedBody)
+		var err error
+		if raws, err = splitBatch(body, maxEvents); err != nil {
+			return nil, nil, err
 		}
 	} else {
+		if !json.Valid(body) {
+			return nil, nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
+		}
 		raws = []json.RawMessage{body}
 	}
 	events := make([]Event, len(raws))
@@ -80,4 +82,32 @@ func DecodeRequest(mediaType string, body []byte) ([]Event, []EventError, error)
 		events[i] = ev
 	}
 	return events, faults, nil
+}
+
+// splitBatch cuts a JSON array into its elements, counting them as it goes:
+// past maxEvents it stops, so that a hostile batch of a million empty
+// objects costs a scan of the body, not a million decoded events.
+func splitBatch(body []byte, maxEvents int) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // the '['
+		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
+	}
+	var raws []json.RawMessage
+	for dec.More() {
+		if maxEvents > 0 && len(raws) == maxEvents {
+			return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooManyEvents, maxEvents)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
+		}
+		raws = append(raws, raw)
+	}
+	if _, err := dec.Token(); err != nil { // the ']'
+		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: not valid JSON (something follows the batch)", ErrMalformedBody)
+	}
+	return raws, nil
 }

@@ -72,7 +72,7 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	specs := []kafkaadmin.TopicSpec{cfg.eventsTopic(), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec(), kafkaadmin.DLQTopicSpec(t.Name)}
 	err = runApplier(ctx, log, applier, cluster, cfg.Kafka.ReplicationFactor, specs,
-		&http.Server{Handler: opsMux(reg, ready), ReadHeaderTimeout: 10 * time.Second}, ln)
+		&http.Server{Handler: jsonErrors(opsMux(reg, ready)), ReadHeaderTimeout: 10 * time.Second}, ln)
 	if errors.Is(err, consumer.ErrRetired) {
 		fmt.Fprintf(stderr, "sluice apply: target %s is retired (sluice ctl retire): nothing to do; remove it from the configuration\n", t.Name)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -56,6 +57,11 @@ type ingestConfig struct {
 	WriteTimeout duration `yaml:"write_timeout"`
 	Linger       duration `yaml:"linger"`
 	RatePerKey   float64  `yaml:"rate_per_key"`
+	MaxInFlight  int      `yaml:"max_in_flight"`
+	// DrainDelay is how long ingest answers /readyz with 503 before it
+	// stops accepting connections, on SIGTERM: the time a load balancer
+	// needs to stop sending it requests.
+	DrainDelay duration `yaml:"drain_delay"`
 }
 
 type applyConfig struct {
@@ -124,7 +130,7 @@ func parseConfig(name string, raw []byte, getenv func(string) string) (*config, 
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, configErr("%s: %v", name, err)
+		return nil, configErr("%s: %s", name, quietYAMLError(err))
 	}
 	c.dir = filepath.Dir(name)
 	c.applyEnv(getenv)
@@ -133,6 +139,15 @@ func parseConfig(name string, raw []byte, getenv func(string) string) (*config, 
 		return nil, configErr("%s: %v", name, err)
 	}
 	return &c, nil
+}
+
+// yamlValue is how the YAML decoder quotes a value in its errors.
+var yamlValue = regexp.MustCompile("`[^`]*`")
+
+// quietYAMLError is err without the values it quotes: a key or a token
+// misplaced under the wrong field would otherwise be printed.
+func quietYAMLError(err error) string {
+	return yamlValue.ReplaceAllString(err.Error(), "(value not shown)")
 }
 
 // envName is the variable that overrides a target's DSN:
@@ -183,6 +198,9 @@ func (c *config) setDefaults() {
 	}
 	if c.Ingest.Listen == "" {
 		c.Ingest.Listen = "127.0.0.1:8080"
+	}
+	if c.Ingest.DrainDelay == 0 {
+		c.Ingest.DrainDelay = duration(2 * time.Second)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

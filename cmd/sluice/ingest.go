@@ -61,8 +61,12 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Error("kafka topics cannot be used", "err", err)
 		}
 	}()
+	var draining atomic.Bool
 	ready := func(ctx context.Context) error {
-		if !topicsReady.Load() {
+		switch {
+		case draining.Load():
+			return errors.New("draining: shutting down")
+		case !topicsReady.Load():
 			return errors.New("kafka topic not created yet")
 		}
 		return cluster.Probe(ctx)
@@ -80,11 +84,25 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Ingest.Listen, err)
 	}
 	log.Info("ingest listening", "addr", ln.Addr().String(), "topic", cfg.Kafka.Topic, "brokers", cfg.Kafka.Brokers)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
+	srv := &http.Server{Handler: jsonErrors(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		// A request may wait WriteTimeout for Kafka's acknowledgement, then answer.
+		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout) + 10*time.Second, MaxHeaderBytes: 64 << 10}
 
-	// Shutdown order: stop accepting and let in-flight requests get their
-	// Kafka acknowledgement (serve), then flush and close the writer.
-	serveErr := serve(ctx, log, srv, ln, 30*time.Second)
+	// Shutdown order: /readyz fails first and the listener stays open for
+	// drain_delay, so that a load balancer stops sending requests before
+	// connections are refused; then accepting stops and in-flight requests
+	// get their Kafka acknowledgement (serve); then the writer flushes and
+	// closes.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	go func() {
+		<-ctx.Done()
+		draining.Store(true)
+		log.Info("draining: /readyz answers 503; the listener closes after the drain delay", "drain_delay", time.Duration(cfg.Ingest.DrainDelay))
+		time.Sleep(time.Duration(cfg.Ingest.DrainDelay))
+		stopServing()
+	}()
+	serveErr := serve(serveCtx, log, srv, ln, 30*time.Second)
 	<-topicsDone
 	if err := writer.Close(); err != nil {
 		log.Warn("closing kafka writer", "err", err)
@@ -101,6 +119,7 @@ func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Register
 		MaxEvents:    cfg.Ingest.MaxEvents,
 		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
 		RatePerKey:   cfg.Ingest.RatePerKey,
+		MaxInFlight:  cfg.Ingest.MaxInFlight,
 	}, writer, producer.NewMetrics(reg), log)
 	if errors.Is(err, producer.ErrInvalidConfig) {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
@@ -114,7 +133,7 @@ func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Register
 func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, log *slog.Logger) (func(), error) {
 	if cfg.Ingest.AdminToken == "" {
 		off := func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)", http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)")
 		}
 		for _, p := range []string{"/v1/admin/", "/ui/", "/ui"} {
 			mux.HandleFunc(p, off)

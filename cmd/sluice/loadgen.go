@@ -88,7 +88,8 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, string,
 	fs, cfgPath := newFlags("loadgen", "loadgen [--events N] [--rate R] [--duplicates F] [flags]", stderr)
 	var o loadgenOptions
 	fs.StringVar(&o.url, "url", "", "ingest endpoint (default: http://<ingest.listen>/v1/events from the configuration)")
-	fs.StringVar(&o.key, "key", os.Getenv("SLUICE_LOADGEN_KEY"), "bearer key (env SLUICE_LOADGEN_KEY; default: the first ingest key of the configuration)")
+	// The environment is read after parsing: a default would print the key in --help.
+	fs.StringVar(&o.key, "key", "", "bearer key (default: $SLUICE_LOADGEN_KEY, else the first ingest key of the configuration)")
 	fs.IntVar(&o.events, "events", 10000, "events to send, duplicates included")
 	fs.Float64Var(&o.rate, "rate", 0, "events per second (0: as fast as the server answers)")
 	fs.Float64Var(&o.duplicates, "duplicates", 0.1, "share of events that repeat an earlier event's (source, id), 0 to 0.9")
@@ -128,6 +129,9 @@ func (o loadgenOptions) validate() error {
 // configuration file at cfgPath (read only when one of them is missing), and
 // a source unique to this run.
 func (o *loadgenOptions) fillDefaults(cfgPath string) error {
+	if o.key == "" {
+		o.key = os.Getenv("SLUICE_LOADGEN_KEY")
+	}
 	if o.url == "" || o.key == "" {
 		cfg, err := loadConfig(cfgPath, os.Getenv)
 		if err != nil {

@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -46,5 +52,37 @@ func TestCommandLine(t *testing.T) {
 				t.Fatalf("exit %d (want %d), output:\n%s\nwant it to contain %q", code, c.wantCode, out, c.wantOut)
 			}
 		})
+	}
+}
+
+func TestEveryRouteAnswersErrorsInJSON(t *testing.T) {
+	mux := opsMux(prometheus.NewRegistry(), func(context.Context) error { return errors.New("kafka down") })
+	mux.HandleFunc("POST /v1/events", func(http.ResponseWriter, *http.Request) {})
+	h := jsonErrors(mux)
+	for _, c := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"GET", "/nope", 404, ""},
+		{"GET", "/v1/events", 405, "POST"},
+		{"DELETE", "/metrics", 405, "GET"},
+		{"GET", "/readyz", 503, ""},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		var body struct {
+			Errors []struct{ Error string } `json:"errors"`
+		}
+		if rec.Code != c.want || json.Unmarshal(rec.Body.Bytes(), &body) != nil || len(body.Errors) != 1 || rec.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d %q (Allow %q), want %d in the JSON error shape", c.method, c.path, rec.Code, rec.Body, rec.Header().Get("Allow"), c.want)
+		}
+	}
+}
+
+func TestYAMLErrorsDoNotEchoValues(t *testing.T) {
+	_, err := parseConfig("x.yaml", []byte("kafka:\n  brokers: [k:9092]\ningest:\n  keys: {secret: my-super-secret-ingest-key}\n"), func(string) string { return "" })
+	if err == nil || strings.Contains(err.Error(), "my-super-secret") {
+		t.Fatalf("error %v", err)
 	}
 }

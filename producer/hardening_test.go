@@ -1,0 +1,196 @@
+package producer
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func gzipped(s string) string {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, _ = zw.Write([]byte(s))
+	_ = zw.Close()
+	return b.String()
+}
+
+func send(h http.Handler, headers map[string]string, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestHostileAndCarelessRequests(t *testing.T) {
+	structured := map[string]string{"Content-Type": "application/cloudevents+json"}
+	batch := map[string]string{"Content-Type": "application/cloudevents-batch+json"}
+	with := func(m map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for a, b := range m {
+			out[a] = b
+		}
+		return out
+	}
+	bad := func(i int) string { return `{"specversion":"1.0","id":"` + strconv.Itoa(i) + `"}` }
+	var manyBad []string
+	for i := range 500 {
+		manyBad = append(manyBad, bad(i))
+	}
+	cases := []struct {
+		name        string
+		headers     map[string]string
+		body        string
+		want        int
+		wantAppends int
+		wantInBody  string
+	}{
+		{"a gzip body is accepted", with(structured, "Content-Encoding", "gzip"), gzipped(ev1), 202, 1, `"accepted":1`},
+		{"a plain body labelled gzip is refused", with(structured, "Content-Encoding", "gzip"), ev1, 400, 0, "not gzip"},
+		{"a coding other than gzip is 415", with(structured, "Content-Encoding", "br"), ev1, 415, 0, "br"},
+		{"a gzip bomb over the limit is 413", with(structured, "Content-Encoding", "gzip"),
+			gzipped(`{"specversion":"1.0","id":"1","source":"s","type":"t","data":"` + strings.Repeat("x", 2<<20) + `"}`), 413, 0, "limit"},
+		{"the charset is case-insensitive", map[string]string{"Content-Type": "application/cloudevents+json; charset=Utf-8"}, ev1, 202, 1, ""},
+		{"an empty batch is accepted and appends nothing", batch, `[]`, 202, 0, `"accepted":0`},
+		{"a million empty objects is 413, not a million errors", batch, "[" + strings.Repeat("{},", 340_000) + "{}]", 413, 0, "limit of 1000 events"},
+		{"the per-event errors are capped", batch, "[" + strings.Join(manyBad, ",") + "]", 400, 0, "and 400 more invalid events"},
+		{"an id of invalid UTF-8 is refused", structured, "{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"s\",\"type\":\"t\"}", 400, 0, "not valid UTF-8"},
+		{"a lone surrogate is refused", structured, `{"specversion":"1.0","id":"\ud800","source":"s","type":"t"}`, 400, 0, "surrogate"},
+		{"a NUL in data is refused", structured, `{"specversion":"1.0","id":"1","source":"s","type":"t","data":"\u0000"}`, 400, 0, `\\u0000`},
+		{"binary mode: JSON data", map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "b1",
+			"Ce-Source": "/sensors/7", "Ce-Type": "reading", "Ce-Subject": "sensor-7", "Ce-Traceparent": "00-abc"}, `{"celsius":21.5}`, 202, 1, `"accepted":1`},
+		{"binary mode: any media type", map[string]string{"Content-Type": "image/png", "Ce-Specversion": "1.0", "Ce-Id": "b2",
+			"Ce-Source": "s", "Ce-Type": "photo"}, "\x89PNG\r\n", 202, 1, ""},
+		{"binary mode: percent-encoded values", map[string]string{"Content-Type": "text/plain", "Ce-Specversion": "1.0", "Ce-Id": "b3",
+			"Ce-Source": "caf%C3%A9", "Ce-Type": "t"}, "hi", 202, 1, ""},
+		{"binary mode: a missing id is refused", map[string]string{"Content-Type": "text/plain", "Ce-Specversion": "1.0",
+			"Ce-Source": "s", "Ce-Type": "t"}, "hi", 400, 0, `\"id\" is required`},
+		{"binary mode: JSON data that is not JSON is refused", map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0",
+			"Ce-Id": "b4", "Ce-Source": "s", "Ce-Type": "t"}, "{not json", 400, 0, "not valid JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := &recordingAppender{}
+			h, _ := newTestHandler(t, out, Config{})
+			rec := send(h, c.headers, c.body)
+			if rec.Code != c.want || len(out.msgs) != c.wantAppends || !strings.Contains(rec.Body.String(), c.wantInBody) {
+				t.Fatalf("status %d, appended %d, body %.300s; want %d, %d, containing %q", rec.Code, len(out.msgs), rec.Body, c.want, c.wantAppends, c.wantInBody)
+			}
+			if !json.Valid(rec.Body.Bytes()) {
+				t.Fatalf("the answer is not JSON: %s", rec.Body)
+			}
+			if rec.Body.Len() > 64<<10 {
+				t.Fatalf("an answer of %d bytes", rec.Body.Len())
+			}
+		})
+	}
+}
+
+func TestBinaryModeAppendsTheEventInStructuredMode(t *testing.T) {
+	out := &recordingAppender{}
+	h, _ := newTestHandler(t, out, Config{})
+	rec := send(h, map[string]string{"Content-Type": "application/octet-stream", "Ce-Specversion": "1.0", "Ce-Id": "b1",
+		"Ce-Source": "s", "Ce-Type": "blob", "Ce-Subject": "k"}, "\x00\x01\x02")
+	if rec.Code != 202 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(out.msgs[0].Value, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev["data_base64"] != base64.StdEncoding.EncodeToString([]byte("\x00\x01\x02")) || ev["datacontenttype"] != "application/octet-stream" ||
+		ev["subject"] != "k" || string(out.msgs[0].Key) != "k" {
+		t.Fatalf("appended %s with key %q", out.msgs[0].Value, out.msgs[0].Key)
+	}
+}
+
+func TestThe503AnswerNamesNoBrokerAndSpreadsRetries(t *testing.T) {
+	out := &recordingAppender{err: errors.New("dial tcp 10.1.2.3:9092: connection refused")}
+	h, _ := newTestHandler(t, out, Config{})
+	seen := map[string]bool{}
+	for range 50 {
+		rec := post(h, "application/json", "Bearer "+testKey, ev1)
+		if rec.Code != 503 || strings.Contains(rec.Body.String(), "10.1.2.3") {
+			t.Fatalf("status %d, body %s: a 503 must name no broker", rec.Code, rec.Body)
+		}
+		ra, err := strconv.Atoi(rec.Header().Get("Retry-After"))
+		if err != nil || ra < 1 || ra > 3 {
+			t.Fatalf("Retry-After %q, want 1 to 3 seconds", rec.Header().Get("Retry-After"))
+		}
+		seen[rec.Header().Get("Retry-After")] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("Retry-After was always %v: clients told to come back together come back together", seen)
+	}
+}
+
+func TestASlowUploadGets408(t *testing.T) {
+	out := &recordingAppender{}
+	h, _ := newTestHandler(t, out, Config{})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testKey +
+		"\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1000\r\n\r\n{\"specversion\""))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, _ := conn.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 408") || len(out.msgs) != 0 {
+		t.Fatalf("answer %q, appended %d; want 408", buf[:n], len(out.msgs))
+	}
+}
+
+// blockingAppender holds every write until released.
+type blockingAppender struct {
+	recordingAppender
+	release chan struct{}
+}
+
+func (b *blockingAppender) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	<-b.release
+	return b.recordingAppender.WriteMessages(ctx, msgs...)
+}
+
+func TestRequestsPastTheInFlightBoundGet503(t *testing.T) {
+	out := &blockingAppender{release: make(chan struct{})}
+	h, _ := newTestHandler(t, out, Config{MaxInFlight: 2})
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { done <- post(h, "application/json", "Bearer "+testKey, ev1).Code }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	rec := post(h, "application/json", "Bearer "+testKey, ev1)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("a third request while two are in flight: %d %s", rec.Code, rec.Body)
+	}
+	close(out.release)
+	for range 2 {
+		if code := <-done; code != 202 {
+			t.Fatalf("an in-flight request got %d", code)
+		}
+	}
+	if rec := post(h, "application/json", "Bearer "+testKey, ev1); rec.Code != 202 {
+		t.Fatalf("after the others finished: %d", rec.Code)
+	}
+}
