@@ -189,10 +189,21 @@ func TestBadInputIsRefusedAndAppendsNothing(t *testing.T) {
 		{"a missing key", "application/json", "", good, 401},
 		{"a wrong key", "application/json", "Bearer not-the-key-0123456789", good, 401},
 		{"a wrong media type", "text/plain", "Bearer " + p.key, good, 415},
+		{"an id of invalid UTF-8", "application/cloudevents+json", "Bearer " + p.key, "{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"s\",\"type\":\"t\"}", 400},
+		{"an id that is a lone surrogate", "application/cloudevents+json", "Bearer " + p.key, `{"specversion":"1.0","id":"\ud800","source":"s","type":"t"}`, 400},
+		{"a NUL in data", "application/cloudevents+json", "Bearer " + p.key, `{"specversion":"1.0","id":"n","source":"s","type":"t","data":"\u0000"}`, 400},
+		{"a hostile batch of empty objects", "application/cloudevents-batch+json", "Bearer " + p.key, "[" + strings.Repeat("{},", 340_000) + "{}]", 413},
+		{"an empty batch (accepted, nothing to append)", "application/cloudevents-batch+json", "Bearer " + p.key, `[]`, 202},
+		{"a plain body labelled gzip", "application/cloudevents+json;Content-Encoding=gzip", "Bearer " + p.key, good, 400},
+		{"a coding ingest does not speak", "application/cloudevents+json;Content-Encoding=br", "Bearer " + p.key, good, 415},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(c.body))
-		req.Header.Set("Content-Type", c.contentType)
+		contentType, coding, _ := strings.Cut(c.contentType, ";Content-Encoding=")
+		req.Header.Set("Content-Type", contentType)
+		if coding != "" {
+			req.Header.Set("Content-Encoding", coding)
+		}
 		if c.auth != "" {
 			req.Header.Set("Authorization", c.auth)
 		}
