@@ -17,11 +17,12 @@ import (
 var errDiffer = errors.New("targets differ")
 
 func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlags("ctl verify", "ctl verify TARGET TARGET [--from TIME] [--to TIME] [--bucket D] [--keys N] [--json]", stderr)
+	fs, cfgPath := newFlags("ctl verify", "ctl verify TARGET TARGET [--from TIME] [--to TIME] [--bucket D] [--keys N] [--watermark] [--json]", stderr)
 	from := fs.String("from", "", "compare events whose time is at or after this (RFC 3339; default: all)")
 	to := fs.String("to", "", "compare events whose time is before this (RFC 3339; default: all)")
 	bucket := fs.Duration("bucket", time.Minute, "width of a compared time bucket")
 	keys := fs.Int("keys", 20, "name up to this many differing events (source/id), 0 for none")
+	watermark := fs.Bool("watermark", false, "compare only the events both targets have passed (per partition, below the lower position): for a target still catching up")
 	asJSON := fs.Bool("json", false, "print JSON")
 	names, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -37,7 +38,7 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer ops.Close()
 	ta, tb := names[0], names[1]
-	vc := operations.VerifyRequest{A: ta, B: tb, Bucket: *bucket, Keys: max(*keys, 0)}
+	vc := operations.VerifyRequest{A: ta, B: tb, Bucket: *bucket, Keys: max(*keys, 0), UpToWatermark: *watermark}
 	for flagName, p := range map[string]*string{"--from": from, "--to": to} {
 		if *p == "" {
 			continue
