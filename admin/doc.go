@@ -5,7 +5,7 @@
 // whose assets are embedded. It is a face of package operations, as
 // `sluice ctl` is the other; it never imports the applier.
 //
-//	h, err := admin.NewHandler(admin.Config{Ops: ops, Token: tok, IngestKeys: keys})
+//	h, err := admin.NewHandler(admin.Config{Ops: ops, Token: tok, IsIngestKey: ingest.HoldsKey})
 //	mux.Handle("/v1/admin/", h)
 //	mux.Handle("/ui/", h)
 package admin

@@ -611,3 +611,16 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// waitFor polls cond every 100ms until it holds, failing the test after
+// timeout with what it waited for.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

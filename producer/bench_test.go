@@ -51,7 +51,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("sluice_ingest", func(b *testing.B) {
 		w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic})
 		defer w.Close()
-		h, err := NewHandler(Config{Keys: []string{"bench-key-0123456789"}}, w, NewMetrics(prometheus.NewRegistry()), nil)
+		h, err := NewHandler(Config{Keys: Secrets("bench-key-0123456789")}, w, NewMetrics(prometheus.NewRegistry()), nil)
 		if err != nil {
 			b.Fatal(err)
 		}

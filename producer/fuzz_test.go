@@ -38,7 +38,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add("application/json", "ce-binary", []byte(`{"a":1}`))
 	f.Fuzz(func(t *testing.T, contentType, mode string, body []byte) {
 		out := &recordingAppender{}
-		h, err := NewHandler(Config{Keys: []string{testKey}, MaxEvents: 50, MaxBodyBytes: 64 << 10}, out, nil, nil)
+		h, err := NewHandler(Config{Keys: Secrets(testKey), MaxEvents: 50, MaxBodyBytes: 64 << 10}, out, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -23,8 +24,9 @@ import (
 // Keys works.
 type Config struct {
 	// Keys are the accepted bearer keys. At least one is required: sluice
-	// has no unauthenticated mode.
-	Keys []string
+	// has no unauthenticated mode. Handler.SetKeys replaces them while
+	// serving.
+	Keys []Key
 	// MaxBodyBytes bounds a request body; larger ones get 413.
 	// Default 1 MiB.
 	MaxBodyBytes int64
@@ -47,13 +49,8 @@ type Config struct {
 
 // Validate reports the first field at fault.
 func (c Config) Validate() error {
-	if len(c.Keys) == 0 {
-		return fmt.Errorf("%w: ingest.keys: at least one key is required", ErrInvalidConfig)
-	}
-	for i, k := range c.Keys {
-		if len(k) < 16 {
-			return fmt.Errorf("%w: ingest.keys[%d]: a key must be at least 16 characters", ErrInvalidConfig, i)
-		}
+	if _, err := newKeyring(c.Keys); err != nil {
+		return err
 	}
 	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 || c.MaxInFlight < 0 {
 		return fmt.Errorf("%w: ingest limits must not be negative", ErrInvalidConfig)
@@ -82,7 +79,7 @@ func (c *Config) setDefaults() {
 // Handler serves POST /v1/events. Safe for concurrent use.
 type Handler struct {
 	cfg     Config
-	keys    keyring
+	keys    atomic.Pointer[keyring]
 	limits  *keyLimits
 	out     Appender
 	metrics *Metrics
@@ -101,9 +98,43 @@ func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, keys: newKeyring(cfg.Keys), limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
-		out: out, metrics: metrics, log: log, now: time.Now, inFlight: make(chan struct{}, cfg.MaxInFlight)}, nil
+	keys := cfg.Keys
+	cfg.Keys = nil // the handler keeps digests only
+	h := &Handler{cfg: cfg, limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
+		out: out, metrics: metrics, log: log, now: time.Now, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	if err := h.SetKeys(keys); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
+
+// SetKeys replaces the accepted keys at once: a request is checked against
+// either the old set or the new one, never a mix, and none is refused for
+// the change itself. Invalid keys are an error and change nothing. A rate
+// limit follows a key by name, so renaming a key starts it a new bucket.
+func (h *Handler) SetKeys(keys []Key) error {
+	ring, err := newKeyring(keys)
+	if err != nil {
+		return err
+	}
+	h.keys.Store(ring)
+	if h.metrics != nil {
+		for _, name := range ring.names() {
+			h.metrics.events.WithLabelValues(name) // a series from the start, at 0
+		}
+	}
+	return nil
+}
+
+// HoldsKey reports whether secret is one of the accepted keys. An admin
+// token must not be one: a publisher must not be able to pause a target.
+func (h *Handler) HoldsKey(secret string) bool {
+	_, ok := h.keys.Load().lookup(secret)
+	return ok
+}
+
+// KeyNames lists the accepted keys by name.
+func (h *Handler) KeyNames() []string { return h.keys.Load().names() }
 
 // errorBody is the one shape of every error answer. Index is present only
 // when the fault is one event's.
@@ -134,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reqID = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", reqID)
-	a, events := h.serve(r)
+	a, events, keyName := h.serve(r)
 	for k, v := range a.header {
 		w.Header().Set(k, v)
 	}
@@ -144,17 +175,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	elapsed := h.now().Sub(start)
 	if h.metrics != nil {
-		h.metrics.requests.WithLabelValues(strconv.Itoa(a.code)).Inc()
+		h.metrics.requests.WithLabelValues(strconv.Itoa(a.code), keyName).Inc()
 		h.metrics.duration.Observe(elapsed.Seconds())
 		if a.code == http.StatusAccepted {
-			h.metrics.events.Add(float64(events))
+			h.metrics.events.WithLabelValues(keyName).Add(float64(events))
 		}
 	}
 	level := slog.LevelDebug
 	if a.code >= 500 {
 		level = slog.LevelWarn
 	}
-	h.log.Log(r.Context(), level, "ingest request", "request_id", reqID, "code", a.code,
+	h.log.Log(r.Context(), level, "ingest request", "request_id", reqID, "code", a.code, "key", keyName,
 		"events", events, "duration_ms", elapsed.Milliseconds())
 }
 
@@ -162,21 +193,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // client, never a body larger than the request.
 const maxReportedFaults = 100
 
-func (h *Handler) serve(r *http.Request) (answer, int) {
+// noKey names requests that carried no accepted key, in metrics and logs.
+const noKey = "none"
+
+// serve answers r, with the number of events appended and the name of the
+// key that sent them.
+func (h *Handler) serve(r *http.Request) (answer, int, string) {
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()
 	default:
 		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
 		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
-		return a, 0
+		return a, 0, noKey
 	}
-	key, ok := h.keys.match(r.Header.Get("Authorization"))
+	key, ok := h.keys.Load().match(r.Header.Get("Authorization"))
 	if !ok {
 		a := fail(http.StatusUnauthorized, "missing or invalid API key (send Authorization: Bearer <key>)")
 		a.header = map[string]string{"WWW-Authenticate": `Bearer realm="sluice"`}
-		return a, 0
+		return a, 0, noKey
 	}
+	a, n := h.serveKey(r, key)
+	return a, n, key.name
+}
+
+func (h *Handler) serveKey(r *http.Request, key *scopedKey) (answer, int) {
 	binary := schema.IsBinaryMode(r.Header)
 	mediaType := ""
 	if !binary {
@@ -206,40 +247,48 @@ func (h *Handler) serve(r *http.Request) (answer, int) {
 	case err != nil:
 		return fail(http.StatusBadRequest, err.Error()), 0
 	case len(faults) > 0:
-		return refuseEvents(faults), 0
+		return refuseEvents(http.StatusBadRequest, faults[:min(len(faults), maxReportedFaults)], len(faults)), 0
 	case len(events) == 0:
 		return answer{code: http.StatusAccepted, body: map[string]int{"accepted": 0}}, 0
 	}
-	if wait := h.limits.take(key, len(events), h.now()); wait > 0 {
+	if out, n := key.refuses(events, maxReportedFaults); n > 0 {
+		return refuseEvents(http.StatusForbidden, out, n), 0
+	}
+	if wait := h.limits.take(key.name, len(events), h.now()); wait > 0 {
 		a := fail(http.StatusTooManyRequests, fmt.Sprintf("this key may publish %g events per second; retry after %v", h.cfg.RatePerKey, wait.Round(time.Millisecond)))
 		a.header = map[string]string{"Retry-After": strconv.Itoa(int(math.Ceil(wait.Seconds())))}
 		return a, 0
 	}
-	return h.append(r.Context(), events)
+	return h.append(r.Context(), events, key.name)
 }
 
-// refuseEvents is the 400 naming each invalid event, the first
-// maxReportedFaults of them.
-func refuseEvents(faults []schema.EventError) answer {
-	items := make([]errorItem, 0, min(len(faults), maxReportedFaults)+1)
-	for _, f := range faults[:min(len(faults), maxReportedFaults)] {
+// refuseEvents is the answer naming each refused event of shown, out of
+// total refused in all.
+func refuseEvents(code int, shown []schema.EventError, total int) answer {
+	items := make([]errorItem, 0, len(shown)+1)
+	for _, f := range shown {
 		items = append(items, errorItem{Index: &f.Index, Error: f.Err.Error()})
 	}
-	if len(faults) > maxReportedFaults {
-		items = append(items, errorItem{Error: fmt.Sprintf("and %d more invalid events", len(faults)-maxReportedFaults)})
+	if total > len(shown) {
+		what := "invalid events"
+		if code == http.StatusForbidden {
+			what = "events outside the key's scope"
+		}
+		items = append(items, errorItem{Error: fmt.Sprintf("and %d more %s", total-len(shown), what)})
 	}
-	return answer{code: http.StatusBadRequest, body: errorBody{Errors: items}}
+	return answer{code: code, body: errorBody{Errors: items}}
 }
 
 // append writes events to Kafka and answers 202 once every in-sync replica
 // has them, 503 otherwise.
-func (h *Handler) append(ctx context.Context, events []schema.Event) (answer, int) {
+func (h *Handler) append(ctx context.Context, events []schema.Event, keyName string) (answer, int) {
 	msgs := make([]kafka.Message, len(events))
+	headers := []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}, {Key: KeyHeader, Value: []byte(keyName)}}
 	for i := range events {
 		msgs[i] = kafka.Message{
 			Key:     []byte(events[i].PartitionKey()),
 			Value:   events[i].Raw,
-			Headers: []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}},
+			Headers: headers,
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
@@ -247,7 +296,7 @@ func (h *Handler) append(ctx context.Context, events []schema.Event) (answer, in
 	if err := h.out.WriteMessages(ctx, msgs...); err != nil {
 		// The error names brokers and topics: it goes to the log, not to
 		// the client.
-		h.log.Warn("kafka write failed", "events", len(msgs), "err", err)
+		h.log.Warn("kafka write failed", "events", len(msgs), "key", keyName, "err", err)
 		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; nothing was appended: retry")
 		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
 		return a, 0

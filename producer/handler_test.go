@@ -41,7 +41,7 @@ func (r *recordingAppender) WriteMessages(_ context.Context, msgs ...kafka.Messa
 func newTestHandler(t *testing.T, out Appender, cfg Config) (*Handler, *prometheus.Registry) {
 	t.Helper()
 	if cfg.Keys == nil {
-		cfg.Keys = []string{testKey}
+		cfg.Keys = Secrets(testKey)
 	}
 	reg := prometheus.NewRegistry()
 	h, err := NewHandler(cfg, out, NewMetrics(reg), nil)
@@ -158,11 +158,12 @@ func TestHandlerAnswers503WhenKafkaCannotTakeTheWrite(t *testing.T) {
 	if rec.Header().Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	if got := testutil.ToFloat64(h.metrics.requests.WithLabelValues("503")); got != 1 {
-		t.Fatalf("sluice_ingest_requests_total{code=503} = %v", got)
+	name := h.KeyNames()[0]
+	if got := testutil.ToFloat64(h.metrics.requests.WithLabelValues("503", name)); got != 1 {
+		t.Fatalf("sluice_ingest_requests_total{code=503,key=%s} = %v", name, got)
 	}
 	if n, _ := testutil.GatherAndCount(reg, "sluice_ingest_events_total"); n != 1 {
-		t.Fatalf("sluice_ingest_events_total not exported")
+		t.Fatalf("sluice_ingest_events_total not exported for the one key before any event")
 	}
 	if got := testutil.ToFloat64(h.metrics.events); got != 0 {
 		t.Fatalf("events counted for a failed write: %v", got)
@@ -176,8 +177,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		want string
 	}{
 		{"no keys", Config{}, "ingest.keys"},
-		{"a short key", Config{Keys: []string{"short"}}, "ingest.keys[0]"},
-		{"a negative limit", Config{Keys: []string{testKey}, MaxEvents: -1}, "must not be negative"},
+		{"a short key", Config{Keys: Secrets("short")}, "ingest.keys[0]"},
+		{"a negative limit", Config{Keys: Secrets(testKey), MaxEvents: -1}, "must not be negative"},
 	}
 	for _, c := range cases {
 		err := c.cfg.Validate()
@@ -189,12 +190,15 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 
 // TestKeyringComparesWholeKeys checks keyring.match, which the handler calls
 // on every request, and the handler's answer for the same headers: only a
-// whole key matches, and the digest returned (the identity of the key's rate
-// bucket) is that of the key matched.
+// whole key matches, and the key returned (whose name is the identity of its
+// rate bucket) is the key matched.
 func TestKeyringComparesWholeKeys(t *testing.T) {
 	const second = "second-key-0123456789abcdef"
-	k := newKeyring([]string{testKey, second})
-	h, _ := newTestHandler(t, &recordingAppender{}, Config{Keys: []string{testKey, second}})
+	k, err := newKeyring(Secrets(testKey, second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newTestHandler(t, &recordingAppender{}, Config{Keys: Secrets(testKey, second)})
 	for header, want := range map[string]string{ // the key it carries, "" for none
 		"Bearer " + testKey:                  testKey,
 		"Bearer " + second:                   second,
@@ -204,11 +208,11 @@ func TestKeyringComparesWholeKeys(t *testing.T) {
 		testKey:                              "",
 		"Bearer  " + testKey + "  ":          testKey,
 	} {
-		digest, ok := k.match(header)
+		key, ok := k.match(header)
 		if ok != (want != "") {
 			t.Errorf("match(%q) matched = %v, want %v", header, ok, want != "")
 		}
-		if ok && want != "" && digest != sha256.Sum256([]byte(want)) {
+		if ok && want != "" && key.digest != sha256.Sum256([]byte(want)) {
 			t.Errorf("match(%q) returned the digest of another key than %q", header, want)
 		}
 		wantCode := http.StatusUnauthorized
@@ -224,7 +228,7 @@ func TestKeyringComparesWholeKeys(t *testing.T) {
 func TestRateLimitPerKey(t *testing.T) {
 	out := &recordingAppender{}
 	const other = "other-key-0123456789abcdef"
-	h, _ := newTestHandler(t, out, Config{Keys: []string{testKey, other}, RatePerKey: 100, MaxEvents: 500})
+	h, _ := newTestHandler(t, out, Config{Keys: Secrets(testKey, other), RatePerKey: 100, MaxEvents: 500})
 	clock := time.Unix(1_700_000_000, 0)
 	h.now = func() time.Time { return clock }
 	batch := func(n int) string {

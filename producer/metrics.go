@@ -10,7 +10,7 @@ import (
 // depend on them.
 type Metrics struct {
 	requests *prometheus.CounterVec
-	events   prometheus.Counter
+	events   *prometheus.CounterVec
 	duration prometheus.Histogram
 }
 
@@ -19,12 +19,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_ingest_requests_total",
-			Help: "Ingest requests answered, by HTTP status code.",
-		}, []string{"code"}),
-		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Ingest requests answered, by HTTP status code and key name (\"none\" when no accepted key was sent).",
+		}, []string{"code", "key"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_ingest_events_total",
-			Help: "Events acknowledged by Kafka and answered with 202.",
-		}),
+			Help: "Events acknowledged by Kafka and answered with 202, by key name.",
+		}, []string{"key"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sluice_ingest_request_duration_seconds",
 			Help:    "Time from request received to answer written.",

@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"crypto/sha256"
 	"math"
 	"sync"
 	"time"
@@ -9,26 +8,26 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// keyLimits holds one token bucket per ingest key, in events per second:
+// keyLimits holds one token bucket per ingest key (by name), in events per second:
 // one noisy publisher slows down alone instead of filling Kafka's disks.
 type keyLimits struct {
 	perSecond float64
 	burst     int
 	mu        sync.Mutex
-	buckets   map[[sha256.Size]byte]*rate.Limiter
+	buckets   map[string]*rate.Limiter
 }
 
 func newKeyLimits(perSecond float64, burst int) *keyLimits {
 	if perSecond <= 0 {
 		return nil // unlimited
 	}
-	return &keyLimits{perSecond: perSecond, burst: burst, buckets: map[[sha256.Size]byte]*rate.Limiter{}}
+	return &keyLimits{perSecond: perSecond, burst: burst, buckets: map[string]*rate.Limiter{}}
 }
 
 // take asks for n events' worth of the key's bucket at now. It returns 0
 // when granted, else how long the client should wait before retrying
 // (nothing is taken then).
-func (l *keyLimits) take(key [sha256.Size]byte, n int, now time.Time) time.Duration {
+func (l *keyLimits) take(key string, n int, now time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}

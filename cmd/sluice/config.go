@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluicehq/sluice/internal/targetdb"
+	"github.com/sluicehq/sluice/producer"
 )
 
 // duration reads "250ms", "5s", "7d"-free Go durations from YAML.
@@ -49,19 +50,61 @@ type kafkaConfig struct {
 }
 
 type ingestConfig struct {
-	Listen       string   `yaml:"listen"`
-	Keys         []string `yaml:"keys"`
-	AdminToken   string   `yaml:"admin_token"`
-	MaxBodyBytes int64    `yaml:"max_body_bytes"`
-	MaxEvents    int      `yaml:"max_events"`
-	WriteTimeout duration `yaml:"write_timeout"`
-	Linger       duration `yaml:"linger"`
-	RatePerKey   float64  `yaml:"rate_per_key"`
-	MaxInFlight  int      `yaml:"max_in_flight"`
+	Listen       string      `yaml:"listen"`
+	Keys         []keyConfig `yaml:"keys"`
+	AdminToken   string      `yaml:"admin_token"`
+	MaxBodyBytes int64       `yaml:"max_body_bytes"`
+	MaxEvents    int         `yaml:"max_events"`
+	WriteTimeout duration    `yaml:"write_timeout"`
+	Linger       duration    `yaml:"linger"`
+	RatePerKey   float64     `yaml:"rate_per_key"`
+	MaxInFlight  int         `yaml:"max_in_flight"`
 	// DrainDelay is how long ingest answers /readyz with 503 before it
 	// stops accepting connections, on SIGTERM: the time a load balancer
 	// needs to stop sending it requests.
 	DrainDelay duration `yaml:"drain_delay"`
+}
+
+// keyConfig is one ingest key: a bare string (the key), or a mapping that
+// names it, gives it or its SHA-256, and may scope it.
+type keyConfig struct {
+	Name    string   `yaml:"name"`
+	Key     string   `yaml:"key"`
+	SHA256  string   `yaml:"sha256"`
+	Sources []string `yaml:"sources"`
+	Types   []string `yaml:"types"`
+}
+
+func (k *keyConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*k = keyConfig{Key: n.Value}
+		return nil
+	}
+	// Node.Decode does not keep the file's strictness: check the fields here.
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i < len(n.Content); i += 2 {
+			switch f := n.Content[i].Value; f {
+			case "name", "key", "sha256", "sources", "types":
+			default:
+				return fmt.Errorf("line %d: field %s not found in an ingest key (name, key, sha256, sources, types)", n.Content[i].Line, f)
+			}
+		}
+	}
+	type plain keyConfig // without this method
+	return n.Decode((*plain)(k))
+}
+
+func (k keyConfig) producerKey() producer.Key {
+	return producer.Key{Name: k.Name, Secret: k.Key, SHA256: k.SHA256, Sources: k.Sources, Types: k.Types}
+}
+
+// ingestKeys are the configured keys as the ingest handler takes them.
+func (c *config) ingestKeys() []producer.Key {
+	out := make([]producer.Key, len(c.Ingest.Keys))
+	for i, k := range c.Ingest.Keys {
+		out[i] = k.producerKey()
+	}
+	return out
 }
 
 type applyConfig struct {
@@ -161,7 +204,7 @@ func (c *config) applyEnv(getenv func(string) string) {
 		c.Kafka.Brokers = splitList(v)
 	}
 	if v := getenv("SLUICE_INGEST_KEYS"); v != "" {
-		c.Ingest.Keys = splitList(v)
+		c.Ingest.Keys = envKeys(splitList(v))
 	}
 	if v := getenv("SLUICE_ADMIN_TOKEN"); v != "" {
 		c.Ingest.AdminToken = v
@@ -172,6 +215,21 @@ func (c *config) applyEnv(getenv func(string) string) {
 		}
 	}
 }
+
+// envKeys reads SLUICE_INGEST_KEYS entries: "KEY", or "NAME:KEY" to name
+// it (a name is letters, digits, '.', '_' and '-').
+func envKeys(entries []string) []keyConfig {
+	out := make([]keyConfig, len(entries))
+	for i, e := range entries {
+		out[i] = keyConfig{Key: e}
+		if name, key, ok := strings.Cut(e, ":"); ok && envKeyName.MatchString(name) {
+			out[i] = keyConfig{Name: name, Key: key}
+		}
+	}
+	return out
+}
+
+var envKeyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 func splitList(v string) []string {
 	var out []string

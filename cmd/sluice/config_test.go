@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ targets:
   - {name: eu-west, dsn: "postgres://file"}
 `
 	env := map[string]string{
-		"SLUICE_INGEST_KEYS":        "k1-0123456789abcdef, k2-0123456789abcdef",
+		"SLUICE_INGEST_KEYS":        "k1-0123456789abcdef, shop:k2-0123456789abcdef",
 		"SLUICE_TARGET_EU_WEST_DSN": "postgres://from-env",
 		"SLUICE_KAFKA_BROKERS":      "b1:9092,b2:9092",
 		"SLUICE_TARGET_EU-WEST_DSN": "ignored: not a valid variable name",
@@ -50,8 +51,8 @@ targets:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Ingest.Keys) != 2 || c.Ingest.Keys[1] != "k2-0123456789abcdef" {
-		t.Errorf("keys: %q", c.Ingest.Keys)
+	if want := []keyConfig{{Key: "k1-0123456789abcdef"}, {Name: "shop", Key: "k2-0123456789abcdef"}}; !reflect.DeepEqual(c.Ingest.Keys, want) {
+		t.Errorf("keys: %+v, want %+v", c.Ingest.Keys, want)
 	}
 	if c.Targets[0].DSN != "postgres://from-env" {
 		t.Errorf("dsn: %q", c.Targets[0].DSN)
@@ -74,6 +75,7 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"an unknown log level", "kafka: {brokers: [k]}\nlog: {level: loud}\n", "log.level"},
 		{"zero partitions", "kafka: {brokers: [k], partitions: -1}\n", "kafka.partitions"},
 		{"not YAML at all", "kafka: [\n", "cfg.yaml"},
+		{"a misspelt field of a key", "kafka: {brokers: [k]}\ningest: {keys: [{name: a, sha265: ab}]}\n", "field sha265 not found in an ingest key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,6 +84,28 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 				t.Fatalf("err = %v, want a configuration error naming %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestIngestKeysAreStringsOrNamedScopedMappings(t *testing.T) {
+	const yaml = `
+kafka: {brokers: [k]}
+ingest:
+  keys:
+    - plain-key-0123456789
+    - name: shop
+      sha256: 6a1c3f0e9d6f6f1f4b7b9f0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d
+      sources: ["//shop/"]
+      types: ["com.shop.*"]
+`
+	c, err := parseConfig("keys.yaml", []byte(yaml), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []keyConfig{{Key: "plain-key-0123456789"}, {Name: "shop", SHA256: "6a1c3f0e9d6f6f1f4b7b9f0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
+		Sources: []string{"//shop/"}, Types: []string{"com.shop.*"}}}
+	if !reflect.DeepEqual(c.Ingest.Keys, want) {
+		t.Fatalf("keys: %+v, want %+v", c.Ingest.Keys, want)
 	}
 }
 

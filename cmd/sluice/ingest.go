@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,11 +75,12 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	mux := opsMux(reg, ready)
 	mux.Handle("POST /v1/events", handler)
-	closeAdmin, err := mountAdmin(mux, cfg, cluster, log)
+	closeAdmin, err := mountAdmin(mux, cfg, cluster, handler.HoldsKey, log)
 	if err != nil {
 		return err
 	}
 	defer closeAdmin()
+	go reloadKeysOnHangup(ctx, *cfgPath, cfg.Ingest.AdminToken, handler, newReloadMetric(reg), log)
 
 	ln, err := net.Listen("tcp", cfg.Ingest.Listen)
 	if err != nil {
@@ -112,9 +115,9 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 }
 
 // newIngestHandler is POST /v1/events, appending through writer.
-func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Registerer, log *slog.Logger) (*producer.Handler, error) {
 	handler, err := producer.NewHandler(producer.Config{
-		Keys:         cfg.Ingest.Keys,
+		Keys:         cfg.ingestKeys(),
 		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		MaxEvents:    cfg.Ingest.MaxEvents,
 		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
@@ -124,13 +127,64 @@ func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Register
 	if errors.Is(err, producer.ErrInvalidConfig) {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
 	}
-	return handler, err
+	if err != nil {
+		return nil, err
+	}
+	log.Info("ingest keys", "names", handler.KeyNames())
+	return handler, nil
+}
+
+func newReloadMetric(reg prometheus.Registerer) *prometheus.CounterVec {
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_ingest_key_reloads_total",
+		Help: "Reloads of the ingest keys on SIGHUP, by result (ok, error: the previous keys stay).",
+	}, []string{"result"})
+	m.WithLabelValues("ok")
+	m.WithLabelValues("error")
+	reg.MustRegister(m)
+	return m
+}
+
+// reloadKeysOnHangup replaces the ingest keys with those of the
+// configuration file (and SLUICE_INGEST_KEYS) at every SIGHUP, until ctx
+// ends. Requests keep being served throughout; a file that does not load,
+// or keys that are not valid, change nothing and say why.
+func reloadKeysOnHangup(ctx context.Context, path, adminToken string, handler *producer.Handler, reloads *prometheus.CounterVec, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := reloadKeys(path, adminToken, handler); err != nil {
+			reloads.WithLabelValues("error").Inc()
+			log.Error("ingest keys not reloaded; the previous keys stay", "err", err)
+			continue
+		}
+		reloads.WithLabelValues("ok").Inc()
+		log.Info("ingest keys reloaded", "names", handler.KeyNames())
+	}
+}
+
+func reloadKeys(path, adminToken string, handler *producer.Handler) error {
+	cfg, err := loadConfig(path, os.Getenv)
+	if err != nil {
+		return err
+	}
+	keys := cfg.ingestKeys()
+	if adminToken != "" && producer.KeysHold(keys, adminToken) {
+		return fmt.Errorf("%w: ingest.keys: one of them is the admin token", errConfig)
+	}
+	return handler.SetKeys(keys)
 }
 
 // mountAdmin serves the admin API and /ui on mux when an admin token is
 // configured, and a 404 that says how to turn them on otherwise. The
 // returned function releases what it holds.
-func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, log *slog.Logger) (func(), error) {
+func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, isIngestKey func(string) bool, log *slog.Logger) (func(), error) {
 	if cfg.Ingest.AdminToken == "" {
 		off := func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, http.StatusNotFound, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)")
@@ -145,7 +199,7 @@ func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, lo
 	if err != nil {
 		return nil, err
 	}
-	adm, err := admin.NewHandler(admin.Config{Ops: ops, Token: cfg.Ingest.AdminToken, IngestKeys: cfg.Ingest.Keys, Logger: log})
+	adm, err := admin.NewHandler(admin.Config{Ops: ops, Token: cfg.Ingest.AdminToken, IsIngestKey: isIngestKey, Logger: log})
 	if err != nil {
 		ops.Close()
 		return nil, fmt.Errorf("%w: ingest.admin_token: %v", errConfig, err)

@@ -140,8 +140,10 @@ func (o *loadgenOptions) fillDefaults(cfgPath string) error {
 		if o.url == "" {
 			o.url = "http://" + cfg.Ingest.Listen + "/v1/events"
 		}
-		if o.key == "" && len(cfg.Ingest.Keys) > 0 {
-			o.key = cfg.Ingest.Keys[0]
+		for _, k := range cfg.Ingest.Keys {
+			if o.key == "" && k.Key != "" { // a key given as its digest cannot be sent
+				o.key = k.Key
+			}
 		}
 	}
 	if o.source == "" {
