@@ -38,8 +38,9 @@ type Applier struct {
 	ctrl       *controlView
 	report     *reporter
 	limit      *batchLimit
-	createdAt  time.Time   // when the target was first migrated
-	joined     atomic.Bool // a generation has assigned this replica its partitions
+	blockers   *blockerWatch // nil when the policy is off
+	createdAt  time.Time     // when the target was first migrated
+	joined     atomic.Bool   // a generation has assigned this replica its partitions
 	retired    chan struct{}
 	retireOnce sync.Once
 }
@@ -80,6 +81,9 @@ func New(cfg Config) (*Applier, error) {
 	}
 	a.projStats.declare(a.projections.Names())
 	a.report = newReporter(a)
+	if cfg.Blockers.After > 0 {
+		a.blockers = newBlockerWatch(a, cfg.Blockers)
+	}
 	a.limit = newBatchLimit(cfg.BatchSize, cfg.StatementTimeout/4, func(n int) {
 		a.m.batchLimit.Set(float64(n))
 		a.report.changed()
@@ -120,7 +124,7 @@ func (a *Applier) Ping(ctx context.Context) error { return a.pool.Ping(ctx) }
 //     not committed, so whoever gets the partition next replays it;
 //  2. the group is left (group.Close waits for the workers);
 //  3. the lag monitor, the status reporter (which writes the replica's
-//     tombstone) and the control follower stop;
+//     tombstone), the control follower and the blocker watch stop;
 //  4. the DLQ writer flushes, the control plane's writers close, the pool
 //     closes.
 //
@@ -169,6 +173,7 @@ func (a *Applier) run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	background.run(a.blockers.run)
 	group, err := a.cluster.NewConsumerGroup(kafkaadmin.GroupConfig{
 		ID: kafkaadmin.GroupID(a.cfg.Target), Topics: []string{a.cfg.Topic},
 		SessionTimeout: a.cfg.SessionTimeout, Logger: a.log,

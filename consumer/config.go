@@ -101,6 +101,10 @@ type Config struct {
 	// Default 10s.
 	SessionTimeout time.Duration
 
+	// Blockers is the policy for sessions that stall the target by holding
+	// locks while idle in a transaction; off by default.
+	Blockers BlockerPolicy
+
 	// Logger receives the applier's logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the applier's metrics; nil registers nothing.
@@ -126,6 +130,8 @@ func (c Config) Validate() error {
 	case c.SchemaVersion != 0 && c.SchemaVersion != schema.LatestVersion():
 		return fmt.Errorf("%w: target %s: SchemaVersion %d: this build applies to schema version %d (run `sluice migrate`, then configure %d)",
 			ErrInvalidConfig, c.Target, c.SchemaVersion, schema.LatestVersion(), schema.LatestVersion())
+	case c.Blockers.After < 0 || c.Blockers.After > 0 && c.Blockers.After < time.Second:
+		return fmt.Errorf("%w: target %s: the blocker policy's bound must be at least 1s (0: off)", ErrInvalidConfig, c.Target)
 	case c.MaxConns < 0, c.BatchSize < 0, c.Linger < 0:
 		return fmt.Errorf("%w: target %s: MaxConns, BatchSize and Linger must not be negative", ErrInvalidConfig, c.Target)
 	}

@@ -21,6 +21,7 @@ type metrics struct {
 	retention                        prometheus.Gauge
 	batchLimit                       prometheus.Gauge
 	aheadOfLog                       prometheus.Gauge
+	blockers                         *prometheus.CounterVec // by action, curried with the target
 	target                           string
 }
 
@@ -66,8 +67,12 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		Name: "sluice_target_ahead_of_log",
 		Help: "Partitions whose recorded position lies beyond the events topic's end (the topic was recreated or truncated): they apply nothing until an operator rewinds them.",
 	}, []string{"target"})
+	blockers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_blocking_sessions_total",
+		Help: "Sessions that stalled the target, by what the blocker policy did: ended, reported (report mode), spared (a guard rail kept it), not permitted.",
+	}, []string{"target", "action"})
 	if reg != nil {
-		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention, batchLimit, ahead)
+		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention, batchLimit, ahead, blockers)
 	}
 	// Every series exists from the start, at 0, so that rate() and
 	// increase() see the first event, and dashboards show zero, not "no data".
@@ -87,6 +92,7 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		retention:     retention.WithLabelValues(target),
 		batchLimit:    batchLimit.WithLabelValues(target),
 		aheadOfLog:    ahead.WithLabelValues(target),
+		blockers:      blockers.MustCurryWith(prometheus.Labels{"target": target}),
 		target:        target,
 	}
 }

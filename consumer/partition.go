@@ -429,6 +429,7 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		}
 		if err == nil {
 			a.report.succeeded()
+			a.blockers.applied()
 			a.m.batchDuration.Observe(took.Seconds())
 			a.limit.applied(len(chunk), took)
 			w.afterCommit(chunk[len(chunk)-1].Msg)
@@ -454,6 +455,7 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		class := targetdb.Classify(err)
 		a.m.failed(class)
 		a.report.failed(err)
+		a.blockers.failed(err, began)
 		if targetdb.IsSlow(err) {
 			a.limit.slow(len(chunk))
 		}

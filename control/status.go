@@ -36,6 +36,11 @@ type ApplierStatus struct {
 	AheadOfLog []int `json:"ahead_of_log,omitempty"`
 	// Projections are the target's projections as this replica ran them.
 	Projections []ProjectionStatus `json:"projections,omitempty"`
+	// BlockerPolicy describes the replica's policy for sessions that stall
+	// the target, with a warning when it cannot act; empty when off.
+	BlockerPolicy string `json:"blocker_policy,omitempty"`
+	// Blockers is what the policy did lately, newest first.
+	Blockers []BlockerAction `json:"blockers,omitempty"`
 	// LastError is the last failure applying to the target, while it lasts:
 	// cleared by the next success.
 	LastError   string     `json:"last_error,omitempty"`
@@ -45,6 +50,25 @@ type ApplierStatus struct {
 	// Every is how often the replica reports: a report older than three
 	// times this means the replica is gone or stuck.
 	Every time.Duration `json:"every_ns"`
+}
+
+// BlockerAction is what a replica's blocker policy did about one session
+// that stalled its target.
+type BlockerAction struct {
+	// Action is "ended" (terminated), "reported" (report mode: it would
+	// have been ended), "spared" (a guard rail kept it: see Why) or
+	// "not permitted" (the role may not end it).
+	Action         string        `json:"action"`
+	Why            string        `json:"why,omitempty"`
+	At             time.Time     `json:"at"`
+	PID            int           `json:"pid"`
+	User           string        `json:"user"`
+	Application    string        `json:"application"`
+	Client         string        `json:"client"`
+	State          string        `json:"state"`
+	TransactionAge time.Duration `json:"transaction_age_ns"`
+	Locks          string        `json:"locks"`
+	Query          string        `json:"query"`
 }
 
 // ProjectionStatus is what one projection did on one replica.

@@ -81,6 +81,15 @@ function render(views) {
         el("b", {}, `Blocked by pid ${b.pid}`), ` (${b.application || "?"}, ${b.state} for ${Math.round(b.state_age_seconds)} s): ${b.why}. `,
         el("code", {}, `SELECT pg_terminate_backend(${b.pid});`)));
     }
+    for (const r of v.replicas || []) {
+      if ((r.blocker_policy || "").includes(" lacks ")) card.append(el("p", { class: "error" }, "blocker policy cannot act: " + r.blocker_policy));
+      for (const b of r.blockers || []) {
+        card.append(el("div", { class: "blocker-action " + b.action.replace(" ", "-") },
+          el("b", {}, `${b.action === "ended" ? "Ended" : b.action === "reported" ? "Would end" : b.action === "spared" ? "Spared" : "Could not end"} pid ${b.pid}`),
+          ` at ${new Date(b.at).toLocaleTimeString()} (${b.user}, ${b.application || "?"}, ${b.state}, transaction open ${Math.round(b.transaction_age_ns / 1e9)} s; held ${b.locks})`,
+          b.why ? `: ${b.why}` : ""));
+      }
+    }
     if (v.database_error) card.append(el("p", { class: "error" }, "database: " + v.database_error));
     main.append(card);
     drawChart(canvas, samples);

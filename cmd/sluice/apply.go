@@ -104,6 +104,7 @@ func applierConfig(cfg *config, t targetConfig, cluster *kafkaadmin.Cluster, log
 		TripAfter:                cfg.Apply.TripAfter,
 		BreakerMinOpen:           time.Duration(cfg.Apply.BreakerMinOpen),
 		BreakerMaxOpen:           time.Duration(cfg.Apply.BreakerMaxOpen),
+		Blockers:                 cfg.blockerPolicy(t),
 		Logger:                   log,
 		Registerer:               reg,
 	}

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sluicehq/sluice/consumer"
 	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/producer"
 )
@@ -119,6 +120,31 @@ type applyConfig struct {
 	TripAfter                uint32   `yaml:"trip_after"`
 	BreakerMinOpen           duration `yaml:"breaker_min_open"`
 	BreakerMaxOpen           duration `yaml:"breaker_max_open"`
+	// BlockerPolicy is every target's, unless a target gives its own.
+	BlockerPolicy *blockerPolicyConfig `yaml:"blocker_policy"`
+}
+
+// blockerPolicyConfig ends (or reports) sessions idle in a transaction
+// that stall a target: see consumer.BlockerPolicy.
+type blockerPolicyConfig struct {
+	After           duration `yaml:"after"`
+	Mode            string   `yaml:"mode"`
+	Users           []string `yaml:"users"`
+	Applications    []string `yaml:"applications"`
+	AllowSuperusers bool     `yaml:"allow_superusers"`
+}
+
+func (b *blockerPolicyConfig) validate() error {
+	if b == nil {
+		return nil
+	}
+	switch {
+	case b.Mode != "report" && b.Mode != "terminate":
+		return fmt.Errorf("mode: %q is not one of report, terminate", b.Mode)
+	case b.After < duration(time.Second):
+		return fmt.Errorf("after: %v: give at least 1s (leave the policy out to turn it off)", time.Duration(b.After))
+	}
+	return nil
 }
 
 type targetConfig struct {
@@ -134,6 +160,21 @@ type targetConfig struct {
 	Migrations string `yaml:"migrations"`
 	// Projections apply events to the target's own tables.
 	Projections []projectionConfig `yaml:"projections"`
+	// BlockerPolicy overrides apply.blocker_policy for this target.
+	BlockerPolicy *blockerPolicyConfig `yaml:"blocker_policy"`
+}
+
+// blockerPolicy is target t's policy: its own, else apply's, else off.
+func (c *config) blockerPolicy(t targetConfig) consumer.BlockerPolicy {
+	b := t.BlockerPolicy
+	if b == nil {
+		b = c.Apply.BlockerPolicy
+	}
+	if b == nil {
+		return consumer.BlockerPolicy{}
+	}
+	return consumer.BlockerPolicy{After: time.Duration(b.After), Terminate: b.Mode == "terminate",
+		Users: b.Users, Applications: b.Applications, AllowSuperusers: b.AllowSuperusers}
 }
 
 type projectionConfig struct {
@@ -278,6 +319,9 @@ func (c *config) validate() error {
 	if c.Kafka.ReplicationFactor < 1 {
 		return errors.New("kafka.replication_factor: must be at least 1")
 	}
+	if err := c.Apply.BlockerPolicy.validate(); err != nil {
+		return fmt.Errorf("apply.blocker_policy.%v", err)
+	}
 	seen := map[string]bool{}
 	for i, t := range c.Targets {
 		switch {
@@ -289,6 +333,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("targets[%d].dsn: required (or set %s)", i, envName(t.Name))
 		case t.SchemaVersion < 0:
 			return fmt.Errorf("targets[%d].schema_version: must not be negative", i)
+		}
+		if err := t.BlockerPolicy.validate(); err != nil {
+			return fmt.Errorf("targets[%d].blocker_policy.%v", i, err)
 		}
 		for j, p := range t.Projections {
 			if p.Name == "" || (p.SQL == "") == (p.SQLFile == "") {

@@ -75,6 +75,8 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"an unknown log level", "kafka: {brokers: [k]}\nlog: {level: loud}\n", "log.level"},
 		{"zero partitions", "kafka: {brokers: [k], partitions: -1}\n", "kafka.partitions"},
 		{"not YAML at all", "kafka: [\n", "cfg.yaml"},
+		{"a blocker policy without a mode", "kafka: {brokers: [k]}\napply: {blocker_policy: {after: 60s}}\n", `apply.blocker_policy.mode: "" is not one of report, terminate`},
+		{"a target's blocker policy with no bound", "kafka: {brokers: [k]}\ntargets: [{name: a, dsn: x, blocker_policy: {mode: terminate}}]\n", "targets[0].blocker_policy.after"},
 		{"a misspelt field of a key", "kafka: {brokers: [k]}\ningest: {keys: [{name: a, sha265: ab}]}\n", "field sha265 not found in an ingest key"},
 	}
 	for _, c := range cases {
@@ -106,6 +108,34 @@ ingest:
 		Sources: []string{"//shop/"}, Types: []string{"com.shop.*"}}}
 	if !reflect.DeepEqual(c.Ingest.Keys, want) {
 		t.Fatalf("keys: %+v, want %+v", c.Ingest.Keys, want)
+	}
+}
+
+func TestATargetsBlockerPolicyOverridesApplys(t *testing.T) {
+	const yaml = `
+kafka: {brokers: [k]}
+apply:
+  blocker_policy: {after: 60s, mode: report}
+targets:
+  - {name: a, dsn: x}
+  - name: b
+    dsn: y
+    blocker_policy: {after: 30s, mode: terminate, users: [app], applications: [psql]}
+`
+	c, err := parseConfig("policy.yaml", []byte(yaml), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.blockerPolicy(c.Targets[0]), c.blockerPolicy(c.Targets[1])
+	if a.After != time.Minute || a.Terminate {
+		t.Errorf("target a: %+v, want apply's (60s, report)", a)
+	}
+	if b.After != 30*time.Second || !b.Terminate || b.Users[0] != "app" || b.Applications[0] != "psql" {
+		t.Errorf("target b: %+v, want its own", b)
+	}
+	c.Apply.BlockerPolicy = nil
+	if off := c.blockerPolicy(c.Targets[0]); off.After != 0 {
+		t.Errorf("no policy anywhere: %+v, want off", off)
 	}
 }
 

@@ -234,6 +234,18 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 			if r.LastError != "" {
 				fmt.Fprintf(w, "  replica %s: last error: %s\n", r.Replica, oneLine(r.LastError))
 			}
+			if strings.Contains(r.BlockerPolicy, " lacks ") {
+				fmt.Fprintf(w, "  replica %s: BLOCKER POLICY CANNOT ACT: %s\n", r.Replica, r.BlockerPolicy)
+			}
+			for _, b := range r.Blockers {
+				fmt.Fprintf(w, "  replica %s: %s pid %d at %s (user %s, application %q, client %s, %s, transaction open %v)\n",
+					r.Replica, strings.ToUpper(b.Action), b.PID, b.At.Format(time.RFC3339), b.User, b.Application, b.Client, b.State,
+					b.TransactionAge.Round(time.Second))
+				if b.Why != "" {
+					fmt.Fprintf(w, "    why: %s\n", b.Why)
+				}
+				fmt.Fprintf(w, "    held: %s\n    query: %s\n", b.Locks, oneLine(b.Query))
+			}
 			for _, pr := range r.Projections {
 				if pr.LastError != "" {
 					fmt.Fprintf(w, "  replica %s: PROJECTION %s FAILING: %s\n", r.Replica, pr.Name, oneLine(pr.LastError))

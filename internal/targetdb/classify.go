@@ -69,3 +69,17 @@ func IsSlow(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
 }
+
+// IsLockWait reports a failure that says another session's lock held the
+// statement up: lock_timeout (55P03), a deadlock (40P01), or
+// statement_timeout (57014), which a lock wait longer than it ends too.
+func IsLockWait(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55P03", "40P01", "57014":
+			return true
+		}
+	}
+	return false
+}

@@ -147,3 +147,22 @@ func RefusePoison(t testing.TB, dsn string) {
 		t.Fatal(err)
 	}
 }
+
+// AsApplication returns dsn for the stack's application role (the DSN's
+// user with "_app" appended: a login that is not a superuser and may not
+// end other roles' sessions), after granting it every privilege on the
+// database's tables: it plays the application whose sessions stall a
+// target.
+func AsApplication(t testing.TB, dsn string) string {
+	t.Helper()
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := cc.User + "_app"
+	owner := Conn(t, dsn)
+	if _, err := owner.Exec(context.Background(), "GRANT ALL ON ALL TABLES IN SCHEMA public TO "+role); err != nil {
+		t.Fatalf("grant to %s: %v (does the stack create the role? make up)", role, err)
+	}
+	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s", role, cc.Password, cc.Host, cc.Port, cc.Database)
+}
