@@ -16,7 +16,8 @@ import (
 // row locks on the rows every batch updates and then sits idle. B's policy
 // (terminate, after 5s) ends it; A's (report) names the same kind of session
 // on A and ends nothing. Ingest answers 202 throughout, B catches up without
-// anyone, and the log, the metric and ctl status say what happened.
+// anyone, and the log, the metric and ctl status say what happened. Then a
+// busy session holding the same locks on B is spared.
 func TestNoHumanNeededAt1424(t *testing.T) {
 	const bound = 5 * time.Second
 	p := newPipeline(t, pipelineOptions{partitions: 2, extraTarget: map[string]string{
@@ -78,6 +79,25 @@ func TestNoHumanNeededAt1424(t *testing.T) {
 	if !strings.Contains(string(logB), "blocker policy ended a session") || !strings.Contains(string(logB), fmt.Sprintf("pid=%d", pidB)) {
 		t.Fatalf("B's log does not say which session it ended:\n%s", tail(string(logB), 2000))
 	}
+
+	// A busy session holding the same locks (a long SELECT … FOR UPDATE at
+	// work) stalls B as long as it runs, and is never ended.
+	busy := connect(t, testenv.AsApplication(t, p.dsns["b"]))
+	if _, err := busy.Exec(ctx, `SET application_name = 'nightly-report'; BEGIN; SELECT * FROM sluice_offsets FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	busyDone := make(chan error, 1)
+	go func() { _, err := busy.Exec(ctx, `SELECT pg_sleep(10); COMMIT`); busyDone <- err }()
+	more := p.loadgen("--events", "500", "--duplicates", "0", "--batch", "50")
+	spared := `sluice_blocking_sessions_total{action="spared",target="` + p.targets["b"] + `"}`
+	waitFor(t, 15*time.Second, "B's policy to spare the busy session", func() bool { return metric(t, b.addr, spared) == 1 })
+	if err := <-busyDone; err != nil {
+		t.Fatalf("the busy session was ended: %v", err)
+	}
+	if got := metric(t, b.addr, ended); got != 1 {
+		t.Fatalf("%s = %v after the busy session, want still 1", ended, got)
+	}
+	p.waitCount("b", more.Source, more.UniqueAccepted, 60*time.Second)
 
 	if err := releaseA(); err != nil {
 		t.Fatalf("A's session (report mode) was ended: %v", err)
