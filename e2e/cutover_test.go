@@ -11,7 +11,7 @@ import (
 // TestCutoverToANewClusterWithANewSchema does the migration of the report
 // the sluice way, under steady load: B (a new cluster, schema v2) is
 // backfilled from A's ledger — the first backfill killed with -9 half way
-// and run again —, its applier catches up from the log, verify and
+// and run again, into a ledger a migration holds locked —, its applier catches up from the log, verify and
 // cutover-check say GO, and A is retired. Ingest answers 202 throughout and
 // A's lag stays low during the backfill; B's change counters prove no effect
 // was applied twice.
@@ -39,9 +39,17 @@ func TestCutoverToANewClusterWithANewSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the killed backfill had copied %d events", partial)
+	// The second run starts while a migration on B holds its ledger
+	// exclusively for 4 seconds: it waits it out and goes on.
+	_, unlocked := holdLock(t, p.dsns["b"], 4*time.Second, `SET application_name = 'migration'`, `LOCK TABLE sluice_events IN ACCESS EXCLUSIVE MODE`)
 	out, err := p.command("backfill", "--target", p.targets["b"], "--from", p.targets["a"], "--rate", "20000").CombinedOutput()
 	if err != nil {
 		t.Fatalf("backfill: %v\n%s", err, out)
+	}
+	select {
+	case <-unlocked:
+	default:
+		t.Fatalf("the backfill finished while B's ledger was still locked:\n%s", out)
 	}
 	step("backfill", began)
 	figures["events_copied_by_the_killed_backfill"] = partial
