@@ -89,3 +89,19 @@ func TestUnknownAdminRoutesAnswerInJSON(t *testing.T) {
 }
 
 func isKey(key string) func(string) bool { return func(s string) bool { return s == key } }
+
+// TestTheStatusPageAndAPICarrySecurityHeaders: no framing, no sniffing, no
+// script but the page's own, no caching of answers.
+func TestTheStatusPageAndAPICarrySecurityHeaders(t *testing.T) {
+	h := newTestHandler(t)
+	for _, path := range []string{"/ui/", "/ui/app.js", "/v1/admin/targets"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		hd := rec.Header()
+		csp := hd.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("X-Frame-Options") != "DENY" || hd.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: headers %v", path, hd)
+		}
+	}
+}

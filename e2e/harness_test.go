@@ -78,7 +78,8 @@ type pipeline struct {
 	dir        string
 	config     string
 	key        string
-	ingestAt   string
+	ingestAt   string // the public listener: POST /v1/events
+	adminAt    string // the private one: admin API, /ui, /metrics
 	partitions int
 	listen     map[string]string // short name → the applier's ops address
 
@@ -352,8 +353,8 @@ func waitReady(t *testing.T, pr *proc, addr string, timeout time.Duration) {
 
 func (p *pipeline) startIngest() *proc {
 	p.t.Helper()
-	p.ingestAt = freeAddr(p.t)
-	pr := p.start("ingest", "ingest", "--listen", p.ingestAt)
+	p.ingestAt, p.adminAt = freeAddr(p.t), freeAddr(p.t)
+	pr := p.start("ingest", "ingest", "--listen", p.ingestAt, "--admin-listen", p.adminAt)
 	waitReady(p.t, pr, p.ingestAt, 60*time.Second)
 	return pr
 }

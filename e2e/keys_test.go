@@ -32,7 +32,7 @@ func TestSIGHUPReloadsKeysWithoutDroppingRequests(t *testing.T) {
 	if !strings.Contains(string(original), oldKeys) {
 		t.Fatalf("the pipeline's configuration has no %s line", oldKeys)
 	}
-	reloads := func() float64 { return metric(t, p.ingestAt, `sluice_ingest_key_reloads_total{result="ok"}`) }
+	reloads := func() float64 { return metric(t, p.adminAt, `sluice_ingest_key_reloads_total{result="ok"}`) }
 	hangup := func() {
 		if err := ingest.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
@@ -87,7 +87,7 @@ func TestSIGHUPReloadsKeysWithoutDroppingRequests(t *testing.T) {
 	writeFile(t, p.config, strings.Replace(string(original), oldKeys, "keys: [{name: partner, sha256: nothex}]", 1))
 	hangup()
 	waitFor(t, 10*time.Second, "the failed reload to be counted", func() bool {
-		return metric(t, p.ingestAt, `sluice_ingest_key_reloads_total{result="error"}`) == 1
+		return metric(t, p.adminAt, `sluice_ingest_key_reloads_total{result="error"}`) == 1
 	})
 	if reloads() != okBefore {
 		t.Fatal("a broken file was counted as a reload")
@@ -100,7 +100,7 @@ func TestSIGHUPReloadsKeysWithoutDroppingRequests(t *testing.T) {
 	if res.Accepted != 20000 || res.Non2xx != 0 || res.Failed != 0 || res.Timeouts != 0 {
 		t.Fatalf("the publisher's requests through the reloads: %+v, want all 20000 accepted at the first try", res)
 	}
-	if got := metric(t, p.ingestAt, `sluice_ingest_events_total{key="partner"}`); got != 2 {
+	if got := metric(t, p.adminAt, `sluice_ingest_events_total{key="partner"}`); got != 2 {
 		t.Fatalf(`sluice_ingest_events_total{key="partner"} = %v, want 2`, got)
 	}
 

@@ -27,7 +27,7 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 	}
 
 	exported := map[string]bool{}
-	for _, addr := range []string{p.ingestAt, a.addr} {
+	for _, addr := range []string{p.adminAt, a.addr} {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			t.Fatal(err)

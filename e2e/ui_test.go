@@ -55,7 +55,7 @@ func TestStatusPageShowsAPauseLive(t *testing.T) {
 	defer cancelTimeout()
 
 	b := `[data-target="` + p.targets["b"] + `"]`
-	url := "http://" + p.ingestAt + "/ui/#token=" + p.adminToken()
+	url := "http://" + p.adminAt + "/ui/#token=" + p.adminToken()
 	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(b+`[data-state="running"]`))); err != nil {
 		t.Fatalf("the page never showed B running: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestStatusPageShowsAPauseLive(t *testing.T) {
 
 	// The same operations over the admin API: resume B, and the page follows.
 	api := func(method, path, token string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+p.ingestAt+path, nil)
+		req, _ := http.NewRequest(method, "http://"+p.adminAt+path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -101,6 +101,19 @@ func TestStatusPageShowsAPauseLive(t *testing.T) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
+	}
+	// None of it is on the public listener, token or not.
+	for _, path := range []string{"/v1/admin/targets", "/ui/", "/metrics"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.ingestAt+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.adminToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s on the public listener: %d, want 404", path, resp.StatusCode)
+		}
 	}
 	if code, body := api("POST", "/v1/admin/targets/"+p.targets["b"]+"/resume", p.adminToken()); code != 200 || !strings.Contains(body, `"resumed"`) {
 		t.Fatalf("resume over the admin API: %d %s", code, body)
@@ -126,7 +139,7 @@ func TestStatusPageShowsAPauseLive(t *testing.T) {
 	}
 
 	// The admin API behind the page refuses an ingest key.
-	req, _ := http.NewRequest(http.MethodGet, "http://"+p.ingestAt+"/v1/admin/targets", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.adminAt+"/v1/admin/targets", nil)
 	req.Header.Set("Authorization", "Bearer "+p.key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

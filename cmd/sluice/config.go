@@ -52,6 +52,7 @@ type kafkaConfig struct {
 
 type ingestConfig struct {
 	Listen       string      `yaml:"listen"`
+	AdminListen  string      `yaml:"admin_listen"`
 	Keys         []keyConfig `yaml:"keys"`
 	AdminToken   string      `yaml:"admin_token"`
 	MaxBodyBytes int64       `yaml:"max_body_bytes"`
@@ -297,6 +298,9 @@ func (c *config) setDefaults() {
 	}
 	if c.Ingest.Listen == "" {
 		c.Ingest.Listen = "127.0.0.1:8080"
+	}
+	if c.Ingest.AdminListen == "" {
+		c.Ingest.AdminListen = "127.0.0.1:8081"
 	}
 	if c.Ingest.DrainDelay == 0 {
 		c.Ingest.DrainDelay = duration(2 * time.Second)

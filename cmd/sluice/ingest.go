@@ -23,8 +23,9 @@ import (
 )
 
 func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs, cfgPath := newFlags("ingest", "ingest [--config FILE] [--listen ADDR]", stderr)
-	listen := fs.String("listen", "", "address to serve the API, /healthz, /readyz and /metrics on (default: ingest.listen)")
+	fs, cfgPath := newFlags("ingest", "ingest [--config FILE] [--listen ADDR] [--admin-listen ADDR]", stderr)
+	listen := fs.String("listen", "", "public address: POST /v1/events, /healthz, /readyz (default: ingest.listen)")
+	adminListen := fs.String("admin-listen", "", "private address: the admin API, /ui, /metrics, /healthz, /readyz (default: ingest.admin_listen)")
 	logFormat := fs.String("log-format", "", "text or json (default: log.format, else text)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +39,12 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if *listen != "" {
 		cfg.Ingest.Listen = *listen
+	}
+	if *adminListen != "" {
+		cfg.Ingest.AdminListen = *adminListen
+	}
+	if cfg.Ingest.Listen == cfg.Ingest.AdminListen {
+		return fmt.Errorf("%w: ingest.admin_listen (%s) must differ from ingest.listen: the admin API and /metrics stay off the public port", errConfig, cfg.Ingest.Listen)
 	}
 	log := newLogger(cfg.Log, stderr).With("component", "ingest")
 	reg := newRegistry()
@@ -73,9 +80,12 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		return cluster.Probe(ctx)
 	}
-	mux := opsMux(reg, ready)
-	mux.Handle("POST /v1/events", handler)
-	closeAdmin, err := mountAdmin(mux, cfg, cluster, handler.HoldsKey, log)
+	// Two listeners: what publishers reach, and what operators and
+	// Prometheus reach. Nothing of the second is on the first.
+	public := probeMux(ready)
+	public.Handle("POST /v1/events", handler)
+	private := opsMux(reg, ready)
+	closeAdmin, err := mountAdmin(private, cfg, cluster, handler.HoldsKey, log)
 	if err != nil {
 		return err
 	}
@@ -86,10 +96,18 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Ingest.Listen, err)
 	}
-	log.Info("ingest listening", "addr", ln.Addr().String(), "topic", cfg.Kafka.Topic, "brokers", cfg.Kafka.Brokers)
-	srv := &http.Server{Handler: jsonErrors(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+	adminLn, err := net.Listen("tcp", cfg.Ingest.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen on %s (ingest.admin_listen): %w", cfg.Ingest.AdminListen, err)
+	}
+	log.Info("ingest listening", "addr", ln.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"topic", cfg.Kafka.Topic, "brokers", cfg.Kafka.Brokers)
+	srv := &http.Server{Handler: jsonErrors(public), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		// A request may wait WriteTimeout for Kafka's acknowledgement, then answer.
 		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout) + 10*time.Second, MaxHeaderBytes: 64 << 10}
+	adminSrv := &http.Server{Handler: jsonErrors(private), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	// Shutdown order: /readyz fails first and the listener stays open for
 	// drain_delay, so that a load balancer stops sending requests before
@@ -105,7 +123,11 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		time.Sleep(time.Duration(cfg.Ingest.DrainDelay))
 		stopServing()
 	}()
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- serve(serveCtx, log, adminSrv, adminLn, 5*time.Second) }()
 	serveErr := serve(serveCtx, log, srv, ln, 30*time.Second)
+	stopServing() // the public server failing stops the admin one too
+	serveErr = errors.Join(serveErr, <-adminErr)
 	<-topicsDone
 	if err := writer.Close(); err != nil {
 		log.Warn("closing kafka writer", "err", err)

@@ -25,6 +25,14 @@ func newRegistry() *prometheus.Registry {
 // opsMux serves what every process serves: /healthz (the process is alive),
 // /readyz (its dependencies answer) and /metrics.
 func opsMux(reg *prometheus.Registry, ready func(context.Context) error) *http.ServeMux {
+	mux := probeMux(ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// probeMux serves /healthz (alive) and /readyz (ready calls no error): what
+// a load balancer or an orchestrator asks.
+func probeMux(ready func(context.Context) error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -38,7 +46,6 @@ func opsMux(reg *prometheus.Registry, ready func(context.Context) error) *http.S
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
 }
 
