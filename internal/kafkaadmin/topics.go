@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -73,11 +75,7 @@ func (c *Cluster) EnsureTopics(ctx context.Context, replication int, specs ...To
 	client := &kafka.Client{Addr: c.client.Addr, Timeout: RequestTimeout, Transport: tr}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
-		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: replication}
-		for k, v := range s.Config {
-			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
-		}
-		req.Topics = append(req.Topics, tc)
+		req.Topics = append(req.Topics, topicConfig(s, replication))
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {
@@ -104,6 +102,25 @@ func (c *Cluster) EnsureTopics(ctx context.Context, replication int, specs ...To
 		}
 	}
 }
+
+// topicConfig is what CreateTopics is asked for s. Unless s says otherwise,
+// min.insync.replicas is one less than the replication factor (at least
+// one): acks=all then means a write is on two brokers before ingest answers
+// 202 with replication 3, and one broker may be down without refusing
+// writes. With the broker's default of 1, acks=all protects nothing.
+func topicConfig(s TopicSpec, replication int) kafka.TopicConfig {
+	tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: replication}
+	config := map[string]string{"min.insync.replicas": strconv.Itoa(MinInSyncReplicas(replication))}
+	maps.Copy(config, s.Config)
+	for _, k := range slices.Sorted(maps.Keys(config)) {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: config[k]})
+	}
+	return tc
+}
+
+// MinInSyncReplicas is the min.insync.replicas sluice gives its topics:
+// the replication factor less one, at least one.
+func MinInSyncReplicas(replication int) int { return max(replication-1, 1) }
 
 func allLed(md *kafka.MetadataResponse, want int) bool {
 	if len(md.Topics) != want {
