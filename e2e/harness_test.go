@@ -105,6 +105,12 @@ type pipelineOptions struct {
 	// extraTarget are YAML lines added to a target's entry (short name →
 	// lines indented by four spaces): migrations, projections.
 	extraTarget map[string]string
+	// brokers replaces the stack's plaintext broker address; extraKafka are
+	// YAML lines added under kafka: (tls, sasl).
+	brokers    string
+	extraKafka string
+	// dsnOptions are added to each target's DSN (sslmode=verify-full&…).
+	dsnOptions string
 }
 
 func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
@@ -127,11 +133,22 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 	for short, base := range map[string]string{"a": svc.pgA, "b": svc.pgB} {
 		p.dsns[short] = createDatabase(t, base, "sluice_test_"+id)
 	}
+	brokers := svc.kafka
+	if opts.brokers != "" {
+		brokers = opts.brokers
+	}
+	dsn := func(short string) string {
+		if opts.dsnOptions == "" {
+			return p.dsns[short]
+		}
+		return p.dsns[short] + "?" + opts.dsnOptions
+	}
 	cfg := fmt.Sprintf(`kafka:
   brokers: [%q]
   topic: %s
   partitions: %d
   retention: 1h
+%s
 ingest:
   keys: [%q]
   admin_token: %q
@@ -153,9 +170,9 @@ targets:
     listen: %q
 %s
 log: {level: info}
-`, svc.kafka, p.topic, opts.partitions, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
-		p.targets["a"], p.dsns["a"], p.listen["a"], opts.extraTarget["a"],
-		p.targets["b"], p.dsns["b"], p.listen["b"], opts.extraTarget["b"])
+`, brokers, p.topic, opts.partitions, opts.extraKafka, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
+		p.targets["a"], dsn("a"), p.listen["a"], opts.extraTarget["a"],
+		p.targets["b"], dsn("b"), p.listen["b"], opts.extraTarget["b"])
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -355,7 +372,7 @@ func (p *pipeline) startIngest() *proc {
 	p.t.Helper()
 	p.ingestAt, p.adminAt = freeAddr(p.t), freeAddr(p.t)
 	pr := p.start("ingest", "ingest", "--listen", p.ingestAt, "--admin-listen", p.adminAt)
-	waitReady(p.t, pr, p.ingestAt, 60*time.Second)
+	waitReady(p.t, pr, p.adminAt, 60*time.Second) // the public listener may speak TLS
 	return pr
 }
 

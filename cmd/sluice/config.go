@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -10,10 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluicehq/sluice/consumer"
 	"github.com/sluicehq/sluice/internal/targetdb"
+	"github.com/sluicehq/sluice/internal/tlsfiles"
 	"github.com/sluicehq/sluice/producer"
 )
 
@@ -48,6 +53,35 @@ type kafkaConfig struct {
 	Partitions        int      `yaml:"partitions"`
 	ReplicationFactor int      `yaml:"replication_factor"`
 	Retention         duration `yaml:"retention"`
+	// TLS, when present (even empty: the system's CAs), encrypts every
+	// connection to the brokers.
+	TLS *tlsClientConfig `yaml:"tls"`
+	// SASL authenticates every connection.
+	SASL *saslConfig `yaml:"sasl"`
+
+	tls  *tls.Config    // read from TLS by validate
+	sasl sasl.Mechanism // made from SASL by validate
+}
+
+type tlsClientConfig struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+type saslConfig struct {
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// tlsServerConfig serves ingest over TLS; client_ca_file requires client
+// certificates signed by it.
+type tlsServerConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 type ingestConfig struct {
@@ -65,6 +99,10 @@ type ingestConfig struct {
 	// stops accepting connections, on SIGTERM: the time a load balancer
 	// needs to stop sending it requests.
 	DrainDelay duration `yaml:"drain_delay"`
+	// TLS serves the public listener over TLS.
+	TLS *tlsServerConfig `yaml:"tls"`
+
+	tls *tls.Config // read from TLS by validate
 }
 
 // keyConfig is one ingest key: a bare string (the key), or a mapping that
@@ -248,6 +286,9 @@ func (c *config) applyEnv(getenv func(string) string) {
 	if v := getenv("SLUICE_INGEST_KEYS"); v != "" {
 		c.Ingest.Keys = envKeys(splitList(v))
 	}
+	if v := getenv("SLUICE_KAFKA_SASL_PASSWORD"); v != "" && c.Kafka.SASL != nil {
+		c.Kafka.SASL.Password = v
+	}
 	if v := getenv("SLUICE_ADMIN_TOKEN"); v != "" {
 		c.Ingest.AdminToken = v
 	}
@@ -323,6 +364,9 @@ func (c *config) validate() error {
 	if c.Kafka.ReplicationFactor < 1 {
 		return errors.New("kafka.replication_factor: must be at least 1")
 	}
+	if err := c.readSecurity(); err != nil {
+		return err
+	}
 	if err := c.Apply.BlockerPolicy.validate(); err != nil {
 		return fmt.Errorf("apply.blocker_policy.%v", err)
 	}
@@ -357,6 +401,49 @@ func (c *config) validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// readSecurity reads the TLS files and makes the SASL mechanism, so that a
+// missing file or a wrong mechanism is a configuration error at start.
+func (c *config) readSecurity() error {
+	if t := c.Kafka.TLS; t != nil {
+		cfg, err := tlsfiles.Client{CAFile: c.path(t.CAFile), CertFile: c.path(t.CertFile), KeyFile: c.path(t.KeyFile),
+			ServerName: t.ServerName}.Config()
+		if err != nil {
+			return fmt.Errorf("kafka.tls: %v", err)
+		}
+		c.Kafka.tls = cfg
+	}
+	if s := c.Kafka.SASL; s != nil {
+		if s.Username == "" || s.Password == "" {
+			return errors.New("kafka.sasl: username and password are required (the password may come from SLUICE_KAFKA_SASL_PASSWORD)")
+		}
+		var err error
+		switch s.Mechanism {
+		case "PLAIN":
+			if c.Kafka.TLS == nil {
+				return errors.New("kafka.sasl: PLAIN sends the password in clear; configure kafka.tls too")
+			}
+			c.Kafka.sasl = plain.Mechanism{Username: s.Username, Password: s.Password}
+		case "SCRAM-SHA-256":
+			c.Kafka.sasl, err = scram.Mechanism(scram.SHA256, s.Username, s.Password)
+		case "SCRAM-SHA-512":
+			c.Kafka.sasl, err = scram.Mechanism(scram.SHA512, s.Username, s.Password)
+		default:
+			return fmt.Errorf("kafka.sasl.mechanism: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.Mechanism)
+		}
+		if err != nil {
+			return fmt.Errorf("kafka.sasl: %v", err)
+		}
+	}
+	if t := c.Ingest.TLS; t != nil {
+		cfg, err := tlsfiles.Server{CertFile: c.path(t.CertFile), KeyFile: c.path(t.KeyFile), ClientCAFile: c.path(t.ClientCAFile)}.Config()
+		if err != nil {
+			return fmt.Errorf("ingest.tls: %v", err)
+		}
+		c.Ingest.tls = cfg
 	}
 	return nil
 }

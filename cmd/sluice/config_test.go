@@ -77,6 +77,12 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"not YAML at all", "kafka: [\n", "cfg.yaml"},
 		{"a blocker policy without a mode", "kafka: {brokers: [k]}\napply: {blocker_policy: {after: 60s}}\n", `apply.blocker_policy.mode: "" is not one of report, terminate`},
 		{"a target's blocker policy with no bound", "kafka: {brokers: [k]}\ntargets: [{name: a, dsn: x, blocker_policy: {mode: terminate}}]\n", "targets[0].blocker_policy.after"},
+		{"a Kafka CA file that is not there", "kafka: {brokers: [k], tls: {ca_file: /nonexistent/ca.pem}}\n", "kafka.tls: open /nonexistent/ca.pem"},
+		{"a client certificate without its key", "kafka: {brokers: [k], tls: {cert_file: c.pem}}\n", "kafka.tls: cert_file and key_file go together"},
+		{"PLAIN without TLS", "kafka: {brokers: [k], sasl: {mechanism: PLAIN, username: u, password: p}}\n", "PLAIN sends the password in clear"},
+		{"an unknown SASL mechanism", "kafka: {brokers: [k], tls: {}, sasl: {mechanism: GSSAPI, username: u, password: p}}\n", `kafka.sasl.mechanism: "GSSAPI"`},
+		{"SASL without a password", "kafka: {brokers: [k], sasl: {mechanism: SCRAM-SHA-512, username: u}}\n", "SLUICE_KAFKA_SASL_PASSWORD"},
+		{"ingest TLS without a key", "kafka: {brokers: [k]}\ningest: {tls: {cert_file: c.pem}}\n", "ingest.tls: cert_file and key_file are required"},
 		{"a misspelt field of a key", "kafka: {brokers: [k]}\ningest: {keys: [{name: a, sha265: ab}]}\n", "field sha265 not found in an ingest key"},
 	}
 	for _, c := range cases {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -96,12 +97,15 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Ingest.Listen, err)
 	}
+	if cfg.Ingest.tls != nil {
+		ln = tls.NewListener(ln, cfg.Ingest.tls)
+	}
 	adminLn, err := net.Listen("tcp", cfg.Ingest.AdminListen)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("listen on %s (ingest.admin_listen): %w", cfg.Ingest.AdminListen, err)
 	}
-	log.Info("ingest listening", "addr", ln.Addr().String(), "admin_addr", adminLn.Addr().String(),
+	log.Info("ingest listening", "addr", ln.Addr().String(), "tls", cfg.Ingest.tls != nil, "admin_addr", adminLn.Addr().String(),
 		"topic", cfg.Kafka.Topic, "brokers", cfg.Kafka.Brokers)
 	srv := &http.Server{Handler: jsonErrors(public), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		// A request may wait WriteTimeout for Kafka's acknowledgement, then answer.

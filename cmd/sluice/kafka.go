@@ -12,7 +12,7 @@ import (
 // cluster is the configured Kafka cluster; every Kafka client of the
 // process is built from it.
 func (c *config) cluster(log *slog.Logger) *kafkaadmin.Cluster {
-	return kafkaadmin.New(kafkaadmin.Config{Brokers: c.Kafka.Brokers, Logger: log})
+	return kafkaadmin.New(kafkaadmin.Config{Brokers: c.Kafka.Brokers, Logger: log, TLS: c.Kafka.tls, SASL: c.Kafka.sasl})
 }
 
 // eventsTopic is the configured events topic.

@@ -2,11 +2,13 @@ package kafkaadmin
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Timeouts of the calls this package makes. They are deliberately short:
@@ -37,6 +39,10 @@ type Config struct {
 	// Logger receives kafka-go's own logs (at debug, errors at warn); nil
 	// discards them.
 	Logger *slog.Logger
+	// TLS, when set, is used for every connection to every broker.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection (PLAIN or SCRAM).
+	SASL sasl.Mechanism
 }
 
 // Cluster is sluice's handle on one Kafka cluster. It owns the transport
@@ -60,12 +66,13 @@ func New(cfg Config) *Cluster {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	tr := &kafka.Transport{ClientID: cfg.ClientID, DialTimeout: DialTimeout, MetadataTTL: MetadataTTL}
+	tr := &kafka.Transport{ClientID: cfg.ClientID, DialTimeout: DialTimeout, MetadataTTL: MetadataTTL, TLS: cfg.TLS, SASL: cfg.SASL}
 	c := &Cluster{
 		brokers:   append([]string(nil), cfg.Brokers...),
 		log:       cfg.Logger,
 		transport: tr,
-		dialer:    &kafka.Dialer{ClientID: cfg.ClientID, Timeout: DialTimeout, DualStack: true},
+		dialer: &kafka.Dialer{ClientID: cfg.ClientID, Timeout: DialTimeout, DualStack: true,
+			TLS: cfg.TLS, SASLMechanism: cfg.SASL},
 	}
 	c.client = &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: RequestTimeout, Transport: tr}
 	return c

@@ -70,7 +70,8 @@ func DLQTopicSpec(target string) TopicSpec {
 func (c *Cluster) EnsureTopics(ctx context.Context, replication int, specs ...TopicSpec) error {
 	// A transport of its own with a short metadata TTL: the shared one would
 	// answer "no such topic" from its cache for a while after creation.
-	tr := &kafka.Transport{ClientID: c.transport.ClientID, DialTimeout: DialTimeout, MetadataTTL: 200 * time.Millisecond}
+	tr := &kafka.Transport{ClientID: c.transport.ClientID, DialTimeout: DialTimeout, MetadataTTL: 200 * time.Millisecond,
+		TLS: c.transport.TLS, SASL: c.transport.SASL}
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: c.client.Addr, Timeout: RequestTimeout, Transport: tr}
 	req := &kafka.CreateTopicsRequest{}
