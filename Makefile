@@ -21,6 +21,13 @@ up: ## start the local stack (Kafka + PostgreSQL A and B), installing what is mi
 down: ## stop the local stack
 	$(STACK) down
 
+.PHONY: cluster-up cluster-down
+cluster-up: ## start a second, three-broker Kafka cluster (127.0.0.1:19091-19093) beside the stack
+	$(STACK) cluster-up
+
+cluster-down: ## stop and remove the three-broker cluster
+	$(STACK) cluster-down
+
 .PHONY: demo
 demo: up build ## run the whole pipeline on the local stack and show both targets converge
 	deploy/local/demo

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,7 @@ type pipeline struct {
 	adminAt    string // the private one: admin API, /ui, /metrics
 	partitions int
 	listen     map[string]string // short name → the applier's ops address
+	brokers    []string          // where the test's own Kafka clients connect
 
 	mu    sync.Mutex
 	procs []*proc
@@ -105,9 +107,12 @@ type pipelineOptions struct {
 	// extraTarget are YAML lines added to a target's entry (short name →
 	// lines indented by four spaces): migrations, projections.
 	extraTarget map[string]string
-	// brokers replaces the stack's plaintext broker address; extraKafka are
-	// YAML lines added under kafka: (tls, sasl).
-	brokers    string
+	// brokers replaces the stack's plaintext broker address in sluice's
+	// configuration (comma-separated); testBrokers the addresses the test's
+	// own Kafka clients use (default: the stack's plaintext broker).
+	// extraKafka are YAML lines added under kafka: (tls, sasl).
+	brokers     string
+	testBrokers string
 	extraKafka string
 	// dsnOptions are added to each target's DSN (sslmode=verify-full&…).
 	dsnOptions string
@@ -137,6 +142,15 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 	if opts.brokers != "" {
 		brokers = opts.brokers
 	}
+	p.brokers = []string{svc.kafka}
+	if opts.testBrokers != "" {
+		p.brokers = strings.Split(opts.testBrokers, ",")
+	}
+	var quoted []string
+	for _, b := range strings.Split(brokers, ",") {
+		quoted = append(quoted, strconv.Quote(b))
+	}
+	brokers = strings.Join(quoted, ", ")
 	dsn := func(short string) string {
 		if opts.dsnOptions == "" {
 			return p.dsns[short]
@@ -144,7 +158,7 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 		return p.dsns[short] + "?" + opts.dsnOptions
 	}
 	cfg := fmt.Sprintf(`kafka:
-  brokers: [%q]
+  brokers: [%s]
   topic: %s
   partitions: %d
   retention: 1h
@@ -546,7 +560,7 @@ func (p *pipeline) topicEnd() int64 {
 func (p *pipeline) kafka() *kafka.Client {
 	tr := &kafka.Transport{MetadataTTL: time.Second}
 	p.t.Cleanup(tr.CloseIdleConnections)
-	return &kafka.Client{Addr: kafka.TCP(p.svc.kafka), Timeout: 10 * time.Second, Transport: tr}
+	return &kafka.Client{Addr: kafka.TCP(p.brokers...), Timeout: 10 * time.Second, Transport: tr}
 }
 
 // metric scrapes one sample from a process's /metrics: name with its label

@@ -345,7 +345,7 @@ func TestPoisonEventsGoToTheDLQ(t *testing.T) {
 // for a few seconds).
 func readDLQ(t *testing.T, p *pipeline, short string, want int) []kafka.Message {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{p.svc.kafka}, Topic: "sluice.dlq." + p.targets[short],
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: p.brokers, Topic: "sluice.dlq." + p.targets[short],
 		Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	wait := 30 * time.Second
@@ -381,7 +381,7 @@ func sameRecord(t *testing.T, p *pipeline, h map[string]string, value []byte) bo
 	if err1 != nil || err2 != nil || h["sluice-original-topic"] != p.topic {
 		return false
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{p.svc.kafka}, Topic: p.topic, Partition: part})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: p.brokers, Topic: p.topic, Partition: part})
 	defer r.Close()
 	if err := r.SetOffset(off); err != nil {
 		return false

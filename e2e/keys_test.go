@@ -131,7 +131,7 @@ func (p *pipeline) records() []kafka.Message {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for part := range p.partitions {
-		conn, err := kafka.DialLeader(ctx, "tcp", p.svc.kafka, p.topic, part)
+		conn, err := kafka.DialLeader(ctx, "tcp", p.brokers[0], p.topic, part)
 		if err != nil {
 			p.t.Fatal(err)
 		}
