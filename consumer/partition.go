@@ -420,7 +420,9 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ApplyTimeout)
 		began := a.cfg.now()
 		prog := progress{next: w.st.next.Load()}
+		actx, span := a.startBatchSpan(actx, chunk)
 		err := a.breaker.do(func() error { return a.applySpan(actx, chunk, &prog) })
+		endBatchSpan(span, prog.done, err)
 		cancel()
 		took := a.cfg.now().Sub(began)
 		if prog.done > 0 {

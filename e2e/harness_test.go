@@ -113,9 +113,11 @@ type pipelineOptions struct {
 	// extraKafka are YAML lines added under kafka: (tls, sasl).
 	brokers     string
 	testBrokers string
-	extraKafka string
+	extraKafka  string
 	// dsnOptions are added to each target's DSN (sslmode=verify-full&…).
 	dsnOptions string
+	// extraTop are YAML lines added at the top level (tracing).
+	extraTop string
 }
 
 func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
@@ -184,9 +186,10 @@ targets:
     listen: %q
 %s
 log: {level: info}
+%s
 `, brokers, p.topic, opts.partitions, opts.extraKafka, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
 		p.targets["a"], dsn("a"), p.listen["a"], opts.extraTarget["a"],
-		p.targets["b"], dsn("b"), p.listen["b"], opts.extraTarget["b"])
+		p.targets["b"], dsn("b"), p.listen["b"], opts.extraTarget["b"], opts.extraTop)
 	p.config = filepath.Join(p.dir, "sluice.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

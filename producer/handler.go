@@ -16,9 +16,24 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluicehq/sluice/internal/tracing"
 	"github.com/sluicehq/sluice/schema"
 )
+
+// tracer is the global provider's: a no-op until tracing.Setup installs
+// one, and then every request is a server span and every append a producer
+// span whose context the records carry.
+var tracer = otel.Tracer("github.com/sluicehq/sluice/producer")
+
+// maxEventLinks bounds the links of one produce span to the trace contexts
+// that events carried themselves (the CloudEvents tracing extension).
+const maxEventLinks = 128
 
 // Config configures the ingest handler. The zero value of every field but
 // Keys works.
@@ -165,7 +180,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reqID = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", reqID)
+	ctx, span := tracer.Start(tracing.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)), "POST /v1/events",
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("sluice.request_id", reqID)))
+	defer span.End()
+	r = r.WithContext(ctx)
 	a, events, keyName := h.serve(r)
+	span.SetAttributes(attribute.Int("http.response.status_code", a.code), attribute.Int("sluice.events", events),
+		attribute.String("sluice.key", keyName))
+	if a.code >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(a.code))
+	}
 	for k, v := range a.header {
 		w.Header().Set(k, v)
 	}
@@ -284,6 +308,12 @@ func refuseEvents(code int, shown []schema.EventError, total int) answer {
 func (h *Handler) append(ctx context.Context, events []schema.Event, keyName string) (answer, int) {
 	msgs := make([]kafka.Message, len(events))
 	headers := []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}, {Key: KeyHeader, Value: []byte(keyName)}}
+	ctx, span := tracer.Start(ctx, "produce", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(eventLinks(events)...),
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(events))))
+	defer span.End()
+	// Every record carries the produce span's context (or, with tracing
+	// off, the caller's), for the applier to continue.
+	tracing.Propagator.Inject(ctx, tracing.Headers{H: &headers})
 	for i := range events {
 		msgs[i] = kafka.Message{
 			Key:     []byte(events[i].PartitionKey()),
@@ -297,11 +327,35 @@ func (h *Handler) append(ctx context.Context, events []schema.Event, keyName str
 		// The error names brokers and topics: it goes to the log, not to
 		// the client.
 		h.log.Warn("kafka write failed", "events", len(msgs), "key", keyName, "err", err)
+		span.SetStatus(codes.Error, "kafka write failed")
 		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; nothing was appended: retry")
 		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
 		return a, 0
 	}
 	return answer{code: http.StatusAccepted, body: map[string]int{"accepted": len(events)}}, len(events)
+}
+
+// eventLinks are the trace contexts events carried in the CloudEvents
+// distributed-tracing extension (traceparent, tracestate attributes).
+func eventLinks(events []schema.Event) []trace.Link {
+	var links []trace.Link
+	for i := range events {
+		tp, ok := events[i].Extensions["traceparent"]
+		if !ok || len(links) == maxEventLinks {
+			continue
+		}
+		var parent, state string
+		if json.Unmarshal(tp, &parent) != nil {
+			continue
+		}
+		if ts, ok := events[i].Extensions["tracestate"]; ok {
+			_ = json.Unmarshal(ts, &state)
+		}
+		if sc := tracing.FromTraceparent(parent, state); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("cloudevents.event_id", events[i].ID)}})
+		}
+	}
+	return links
 }
 
 // retryAfter is RetryAfter, stretched at random by up to twice, in whole

@@ -42,6 +42,11 @@ func runApply(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr).With("component", "apply")
+	stopTracing, err := cfg.startTracing(ctx, "sluice-apply-"+t.Name, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	reg := newRegistry()
 	cluster := cfg.cluster(log)
 	defer cluster.Close()

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/consumer"
 	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/internal/tracing"
 	"github.com/sluicehq/sluice/producer"
 )
 
@@ -45,6 +48,13 @@ type config struct {
 	Apply   applyConfig    `yaml:"apply"`
 	Targets []targetConfig `yaml:"targets"`
 	Log     logConfig      `yaml:"log"`
+	Tracing tracingConfig  `yaml:"tracing"`
+}
+
+// tracingConfig exports spans over OTLP/HTTP; off without an endpoint.
+type tracingConfig struct {
+	Endpoint    string  `yaml:"endpoint"`
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 type kafkaConfig struct {
@@ -289,6 +299,9 @@ func (c *config) applyEnv(getenv func(string) string) {
 	if v := getenv("SLUICE_KAFKA_SASL_PASSWORD"); v != "" && c.Kafka.SASL != nil {
 		c.Kafka.SASL.Password = v
 	}
+	if v := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" && c.Tracing.Endpoint == "" {
+		c.Tracing.Endpoint = v
+	}
 	if v := getenv("SLUICE_ADMIN_TOKEN"); v != "" {
 		c.Ingest.AdminToken = v
 	}
@@ -366,6 +379,9 @@ func (c *config) validate() error {
 	}
 	if err := c.readSecurity(); err != nil {
 		return err
+	}
+	if r := c.Tracing.SampleRatio; r < 0 || r > 1 {
+		return fmt.Errorf("tracing.sample_ratio: %v is not between 0 and 1", r)
 	}
 	if err := c.Apply.BlockerPolicy.validate(); err != nil {
 		return fmt.Errorf("apply.blocker_policy.%v", err)
@@ -446,6 +462,25 @@ func (c *config) readSecurity() error {
 		c.Ingest.tls = cfg
 	}
 	return nil
+}
+
+// startTracing exports this process's spans as service, when tracing is
+// configured; the returned function flushes them at exit.
+func (c *config) startTracing(ctx context.Context, service string, log *slog.Logger) (func(), error) {
+	shutdown, err := tracing.Setup(ctx, tracing.Config{Endpoint: c.Tracing.Endpoint, ServiceName: service, SampleRatio: c.Tracing.SampleRatio})
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
+	if c.Tracing.Endpoint != "" {
+		log.Info("tracing on", "endpoint", c.Tracing.Endpoint, "service", service)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("flushing spans", "err", err)
+		}
+	}, nil
 }
 
 // setLogFormat applies a --log-format flag over the configuration.

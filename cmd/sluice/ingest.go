@@ -48,6 +48,11 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("%w: ingest.admin_listen (%s) must differ from ingest.listen: the admin API and /metrics stay off the public port", errConfig, cfg.Ingest.Listen)
 	}
 	log := newLogger(cfg.Log, stderr).With("component", "ingest")
+	stopTracing, err := cfg.startTracing(ctx, "sluice-ingest", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	reg := newRegistry()
 	cluster := cfg.cluster(log)
 	defer cluster.Close()
