@@ -13,6 +13,9 @@ import (
 type progress struct {
 	done int
 	next int64
+	// expectNew, the partition's, says whether its batches have lately been
+	// all new (see apply); nil: always the deduplicating way.
+	expectNew *bool
 }
 
 // applySpan applies recs in order. A retryable error returns at once; a
@@ -35,7 +38,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []targetdb.Record, prog *p
 		return nil
 	}
 	cur := targetdb.CursorAfter(a.cfg.Topic, prog.next, recs[len(recs)-1].Msg)
-	inserted, err := targetdb.Apply(ctx, a.pool, recs, cur, a.projections)
+	inserted, err := a.apply(ctx, recs, cur, prog)
 	if err == nil {
 		prog.next = cur.Next
 		a.m.applied.Add(float64(inserted))
@@ -78,4 +81,24 @@ func (a *Applier) deadLetterOne(ctx context.Context, r targetdb.Record, cause er
 		prog.next = cur.Next
 	}
 	return nil
+}
+
+// apply writes recs and moves cur. While the partition's batches have been
+// all new, it tries the cheap path first (one COPY into the ledger); a batch
+// holding a duplicate — a replay after a restart, a rewind, a resent event —
+// rolls back and goes the deduplicating way, and so do the partition's
+// next batches until one turns out all new again.
+func (a *Applier) apply(ctx context.Context, recs []targetdb.Record, cur targetdb.Cursor, prog *progress) (int64, error) {
+	if a.projections.Empty() && prog.expectNew != nil && *prog.expectNew {
+		err := targetdb.ApplyNew(ctx, a.pool, recs, cur)
+		if !errors.Is(err, targetdb.ErrNotAllNew) {
+			return int64(len(recs)), err
+		}
+		*prog.expectNew = false
+	}
+	inserted, err := targetdb.Apply(ctx, a.pool, recs, cur, a.projections)
+	if err == nil && prog.expectNew != nil && inserted == int64(len(recs)) {
+		*prog.expectNew = true
+	}
+	return inserted, err
 }

@@ -30,6 +30,9 @@ type partitionWorker struct {
 	// verified is whether the log was checked to still be the one the
 	// target applied, since the current reader was made.
 	verified bool
+	// expectNew: the partition's recent batches were all new, so the next
+	// one is tried the cheap way first (see Applier.apply).
+	expectNew bool
 }
 
 // offsetCommitter commits group offsets: a *kafka.Generation. Its commits
@@ -46,7 +49,7 @@ type offsetCommitter interface {
 func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int, groupOffset int64) {
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	w := &partitionWorker{a: a, gen: gen, id: id, log: a.log.With("partition", id)}
+	w := &partitionWorker{a: a, gen: gen, id: id, log: a.log.With("partition", id), expectNew: true}
 	groupOffset, ok := w.resolveSentinel(ctx, groupOffset)
 	if !ok {
 		return
@@ -168,6 +171,9 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 		return
 	}
 	from := w.st.next.Load()
+	if !forward {
+		w.expectNew = false // a rewind replays what the target holds
+	}
 	if (!forward && offset > from) || (forward && offset < from) {
 		offset = from // never the other way: the partition stays
 	}
@@ -419,7 +425,7 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 		// when we are told to stop is finished, within ApplyTimeout.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ApplyTimeout)
 		began := a.cfg.now()
-		prog := progress{next: w.st.next.Load()}
+		prog := progress{next: w.st.next.Load(), expectNew: &w.expectNew}
 		actx, span := a.startBatchSpan(actx, chunk)
 		err := a.breaker.do(func() error { return a.applySpan(actx, chunk, &prog) })
 		endBatchSpan(span, prog.done, err)

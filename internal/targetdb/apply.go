@@ -80,19 +80,12 @@ func (cur Cursor) moved(ct pgconn.CommandTag) error {
 // target is all or nothing. It returns how many events were new. Every
 // record must be decodable.
 func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor, ps *Projections) (int64, error) {
-	rows := make([][]any, len(recs))
-	for i := range recs {
-		if recs[i].DecodeErr != nil {
-			return 0, recs[i].DecodeErr
-		}
-		row, err := recs[i].Row()
-		if err != nil {
-			return 0, fmt.Errorf("record %d/%d: %w", recs[i].Msg.Partition, recs[i].Msg.Offset, err)
-		}
-		rows[i] = row
+	rows, err := rowsOf(recs)
+	if err != nil {
+		return 0, err
 	}
 	var inserted int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_staging"}, ColumnNames(), pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copy into staging: %w", err)
 		}
@@ -128,6 +121,53 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor, p
 		return cur.moved(ct)
 	})
 	return inserted, err
+}
+
+func rowsOf(recs []Record) ([][]any, error) {
+	rows := make([][]any, len(recs))
+	for i := range recs {
+		if recs[i].DecodeErr != nil {
+			return nil, recs[i].DecodeErr
+		}
+		row, err := recs[i].Row()
+		if err != nil {
+			return nil, fmt.Errorf("record %d/%d: %w", recs[i].Msg.Partition, recs[i].Msg.Offset, err)
+		}
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+// ErrNotAllNew is ApplyNew's answer when the ledger already holds one of the
+// events (or the batch holds one twice): nothing was written, and Apply is
+// the way to apply the batch.
+var ErrNotAllNew = errors.New("not every event of the batch is new")
+
+// ApplyNew is Apply for a target without projections, for the common case
+// of a batch of events the ledger has never seen: one COPY straight into the
+// ledger and the offsets row, in one transaction, without the staging table
+// and its INSERT … ON CONFLICT. A duplicate anywhere makes the COPY fail on
+// the ledger's key and the whole transaction roll back: ErrNotAllNew.
+func ApplyNew(ctx context.Context, pool *pgxpool.Pool, recs []Record, cur Cursor) error {
+	rows, err := rowsOf(recs)
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_events"}, ColumnNames(), pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		ct, err := tx.Exec(ctx, moveOffset, cur.Topic, int32(cur.Partition), cur.From, cur.Next, cur.lastTime())
+		if err != nil {
+			return err
+		}
+		return cur.moved(ct)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "sluice_events" { // unique_violation
+		return fmt.Errorf("%w: %s", ErrNotAllNew, pgErr.Message)
+	}
+	return err
 }
 
 // rebuildLock names the advisory lock a rebuild takes exclusively and every

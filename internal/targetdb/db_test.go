@@ -156,3 +156,50 @@ func testPool(t *testing.T) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// TestApplyNewTakesOnlyBatchesOfNewEvents: the cheap path writes an all-new
+// batch and its offsets row; a batch with an event the ledger holds, or
+// with one event twice, writes nothing at all and says ErrNotAllNew.
+func TestApplyNewTakesOnlyBatchesOfNewEvents(t *testing.T) {
+	dsn := testenv.Database(t)
+	pool, err := NewPool(dsn, Session{ApplicationName: "sluice-test", LockTimeout: time.Second}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	batch := func(from int, ids ...string) []Record {
+		recs := make([]Record, len(ids))
+		for i, id := range ids {
+			recs[i] = Decode(kafka.Message{Topic: "events", Partition: 0, Offset: int64(from + i), Value: testenv.Event("s", id)})
+		}
+		return recs
+	}
+	rows := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	first := batch(0, "a", "b", "c")
+	if err := ApplyNew(ctx, pool, first, CursorAfter("events", 0, first[2].Msg)); err != nil {
+		t.Fatalf("an all-new batch: %v", err)
+	}
+	for name, recs := range map[string][]Record{"an event the ledger holds": batch(3, "d", "b"), "one event twice": batch(3, "e", "e")} {
+		err := ApplyNew(ctx, pool, recs, CursorAfter("events", 3, recs[1].Msg))
+		if !errors.Is(err, ErrNotAllNew) {
+			t.Fatalf("%s: %v, want ErrNotAllNew", name, err)
+		}
+		if n := rows(); n != 3 {
+			t.Fatalf("%s: the ledger holds %d rows, want the 3 of before", name, n)
+		}
+		if off, _ := LoadOffset(ctx, pool, "events", 0); off.Next != 3 {
+			t.Fatalf("%s: offsets moved to %d", name, off.Next)
+		}
+	}
+	// A late writer is refused as by Apply.
+	late := batch(0, "x")
+	if err := ApplyNew(ctx, pool, late, Cursor{Topic: "events", From: 0, Next: 1}); !errors.Is(err, ErrOffsetsMoved) {
+		t.Fatalf("a stale cursor: %v, want ErrOffsetsMoved", err)
+	}
+}

@@ -162,6 +162,9 @@ func (ps *Projections) Get(name string) (Projection, bool) {
 
 func (ps *Projections) empty() bool { return ps == nil || len(ps.list) == 0 }
 
+// Empty reports a target without projections.
+func (ps *Projections) Empty() bool { return ps.empty() }
+
 // run runs every projection over sluice_batch in tx, in order, and returns
 // the first failure as a *ProjectionError. only, when not empty, names the
 // one projection to run.

@@ -1,0 +1,181 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
+	"github.com/sluicehq/sluice/internal/testenv"
+)
+
+// drainBacklog is how many events BenchmarkDrain drains (SLUICE_BENCH_EVENTS).
+func drainBacklog() int {
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_BENCH_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+// benchEvent is a typical small event: the size and shape the incident's
+// metadata writes had.
+func benchEvent(i int) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":"%d","source":"bench/drain","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`, i, i%997, i)
+}
+
+// BenchmarkDrain measures what matters after an outage: how fast a fresh
+// target drains a backlog of N events from the log (one op = the whole
+// backlog, from start to lag 0), against two baselines in the same run on
+// the same records: a raw kafka-go Reader per partition reading the topic
+// to its end, and a raw COPY of the same rows into a table with the same
+// key (batches of 500, as many sessions as the applier has).
+func BenchmarkDrain(b *testing.B) {
+	cluster := testenv.Kafka(b)
+	events := drainBacklog()
+	const partitions = 6
+	topic := testenv.Topic(b, cluster, partitions)
+	ctx := context.Background()
+	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
+	var msgs []kafka.Message
+	for i := range events {
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: benchEvent(i)})
+		if len(msgs) == 5000 || i == events-1 {
+			if err := w.WriteMessages(ctx, msgs...); err != nil {
+				b.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	w.Close()
+	b.Logf("backlog: %d events in %d partitions of %s", events, partitions, topic)
+
+	b.Run("raw_reader", func(b *testing.B) {
+		for range b.N {
+			var wg sync.WaitGroup
+			var read atomic.Int64
+			_, ends, err := cluster.LogBounds(ctx, topic)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for p := range partitions {
+				wg.Go(func() {
+					r := cluster.NewReader(kafkaadmin.ReaderConfig{Topic: topic, Partition: p, MaxBytes: 8 << 20, QueueCapacity: 500})
+					defer r.Close()
+					for {
+						m, err := r.FetchMessage(ctx)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						read.Add(1)
+						if m.Offset == ends[p]-1 {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if int(read.Load()) != events {
+				b.Fatalf("read %d of %d", read.Load(), events)
+			}
+		}
+		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+	})
+
+	b.Run("raw_copy", func(b *testing.B) {
+		rows := make([][]any, events)
+		for i := range rows {
+			rec := targetdb.Decode(kafka.Message{Topic: topic, Partition: i % partitions, Offset: int64(i), Value: benchEvent(i)})
+			row, err := rec.Row()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows[i] = row
+		}
+		for range b.N {
+			b.StopTimer()
+			dsn := testenv.Database(b)
+			pool, err := pgxpool.New(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `CREATE TABLE raw_events (LIKE sluice_events INCLUDING DEFAULTS, PRIMARY KEY (source, id))`); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 2 { // the applier's default sessions per target
+				wg.Go(func() {
+					for {
+						from := int(next.Add(500)) - 500
+						if from >= events {
+							return
+						}
+						chunk := rows[from:min(from+500, events)]
+						if _, err := pool.CopyFrom(ctx, pgx.Identifier{"raw_events"}, targetdb.ColumnNames(), pgx.CopyFromRows(chunk)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			pool.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+	})
+
+	b.Run("sluice_apply", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			dsn := testenv.Database(b)
+			target := "bench" + testenv.ID()
+			if err := cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(target), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()); err != nil {
+				b.Fatal(err)
+			}
+			a, err := New(Config{Target: target, Cluster: cluster, Topic: topic, DSN: dsn})
+			if err != nil {
+				b.Fatal(err)
+			}
+			probe := testenv.Conn(b, dsn)
+			rctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			b.StartTimer()
+			go func() { done <- a.Run(rctx) }()
+			for {
+				var applied int64
+				if err := probe.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM sluice_offsets WHERE topic = $1`, topic).Scan(&applied); err != nil {
+					b.Fatal(err)
+				}
+				if int(applied) >= events {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			b.StopTimer()
+			stop()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			var rows int
+			if err := probe.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&rows); err != nil || rows != events {
+				b.Fatalf("the target holds %d rows, want %d (%v)", rows, events, err)
+			}
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+	})
+}
