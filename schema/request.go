@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime"
 	"strings"
 )
@@ -74,7 +73,7 @@ func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []Eve
 	events := make([]Event, len(raws))
 	var faults []EventError
 	for i, raw := range raws {
-		ev, err := DecodeEvent(raw)
+		ev, err := decodeEvent(raw, true) // the body was validated whole
 		if err != nil {
 			faults = append(faults, EventError{Index: i, Err: err})
 			continue
@@ -88,26 +87,15 @@ func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []Eve
 // past maxEvents it stops, so that a hostile batch of a million empty
 // objects costs a scan of the body, not a million decoded events.
 func splitBatch(body []byte, maxEvents int) ([]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if _, err := dec.Token(); err != nil { // the '['
+	if !json.Valid(body) {
+		if end := valueEnd(body, 0); end < len(body) && json.Valid(body[:end]) {
+			return nil, fmt.Errorf("%w: not valid JSON (something follows the batch)", ErrMalformedBody)
+		}
 		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
 	}
-	var raws []json.RawMessage
-	for dec.More() {
-		if maxEvents > 0 && len(raws) == maxEvents {
-			return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooManyEvents, maxEvents)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
-		}
-		raws = append(raws, raw)
-	}
-	if _, err := dec.Token(); err != nil { // the ']'
-		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: not valid JSON (something follows the batch)", ErrMalformedBody)
+	raws, ok := arrayElements(body, maxEvents)
+	if !ok {
+		return nil, fmt.Errorf("%w: more than %d events in one request", ErrTooManyEvents, maxEvents)
 	}
 	return raws, nil
 }

@@ -1,0 +1,118 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// The scanners below walk JSON text that json.Valid has accepted, so they
+// need not check its grammar: they only find where values end. They replace
+// encoding/json's reflection for the two shapes ingest decodes on every
+// request — an array of events and an event object — which made decoding
+// most of the ingest's CPU time (each value was validated and decoded
+// several times over).
+
+// skipSpace returns the index of the first non-space byte at or after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string literal starting at i.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++ // whatever is escaped, it does not end the string
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// valueEnd returns the index just past the value starting at i.
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	default: // a number, true, false or null
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				return i
+			}
+		}
+		return i
+	}
+}
+
+// arrayElements cuts the valid JSON array b into its elements, at most max
+// of them (0: no bound); ok is false when there are more.
+func arrayElements(b []byte, max int) (elems []json.RawMessage, ok bool) {
+	i := skipSpace(b, skipSpace(b, 0)+1) // past '['
+	for i < len(b) && b[i] != ']' {
+		if max > 0 && len(elems) == max {
+			return nil, false
+		}
+		end := valueEnd(b, i)
+		elems = append(elems, b[i:end])
+		i = skipSpace(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return elems, true
+}
+
+// objectMembers returns the members of the valid JSON object b, name to raw
+// value; a name given twice keeps its last value, as encoding/json does.
+func objectMembers(b []byte) map[string]json.RawMessage {
+	members := make(map[string]json.RawMessage, 12)
+	i := skipSpace(b, skipSpace(b, 0)+1) // past '{'
+	for i < len(b) && b[i] != '}' {
+		end := stringEnd(b, i)
+		name := unquote(b[i:end])
+		i = skipSpace(b, skipSpace(b, end)+1) // past ':'
+		vend := valueEnd(b, i)
+		members[name] = b[i:vend]
+		i = skipSpace(b, vend)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return members
+}
+
+// unquote is the value of a valid string literal; most hold no escape and
+// are their own bytes.
+func unquote(lit []byte) string {
+	if bytes.IndexByte(lit, '\\') < 0 {
+		return string(lit[1 : len(lit)-1])
+	}
+	var s string
+	_ = json.Unmarshal(lit, &s) // valid JSON: it cannot fail
+	return s
+}
