@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build bin/sluice
@@ -57,6 +57,7 @@ compose-check: ## validate docker-compose.yml (with Debian's docker-compose when
 .PHONY: bench
 bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go producer, COPY)
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./internal/targetdb/ | tee .stack/bench.txt
+	eval "$$($(STACK) env)"; go test -run '^$$' -bench BenchmarkDrain -benchtime 1x -count 6 ./consumer/ | tee -a .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
 	deploy/bench-ratios .stack/bench.txt
 
@@ -64,5 +65,9 @@ bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline 
 prometheus-check: ## promtool: Prometheus config, alert rules and their unit tests
 	deploy/check-prometheus
 
+.PHONY: k8s-check
+k8s-check: ## render deploy/kubernetes's overlays (kustomize), decode them strictly as API objects, check them against the sluice binary
+	cd deploy/kubernetes/check && go vet ./... && go test -count=1 ./...
+
 .PHONY: test
-test: lint unit layer prometheus-check compose-check integration ## everything: lint, unit, layer, alerts, compose, end-to-end
+test: lint unit layer prometheus-check compose-check k8s-check integration ## everything: lint, unit, layer, alerts, compose, Kubernetes manifests, end-to-end
