@@ -2,7 +2,7 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 STACK := deploy/local/stack
-GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./control/... ./operations/... ./admin/... ./internal/... ./cmd/...
+GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./control/... ./operations/... ./admin/... ./internal/... ./cmd/... ./docs/...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -55,11 +55,11 @@ compose-check: ## validate docker-compose.yml (with Debian's docker-compose when
 	deploy/check-compose
 
 .PHONY: bench
-bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go producer, COPY)
+bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go, COPY); writes docs/performance.md
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./internal/targetdb/ | tee .stack/bench.txt
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench BenchmarkDrain -benchtime 1x -count 6 ./consumer/ | tee -a .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
-	deploy/bench-ratios .stack/bench.txt
+	go run ./internal/benchreport -in .stack/bench.txt -out docs
 
 .PHONY: prometheus-check
 prometheus-check: ## promtool: Prometheus config, alert rules and their unit tests

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -146,7 +147,7 @@ func BenchmarkDrain(b *testing.B) {
 			if err := cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(target), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()); err != nil {
 				b.Fatal(err)
 			}
-			a, err := New(Config{Target: target, Cluster: cluster, Topic: topic, DSN: dsn})
+			a, err := New(Config{Target: target, Cluster: cluster, Topic: topic, DSN: dsn, Logger: benchLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -178,4 +179,12 @@ func BenchmarkDrain(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 	})
+}
+
+// benchLogger shows the applier's own log when SLUICE_BENCH_LOG is set.
+func benchLogger() *slog.Logger {
+	if os.Getenv("SLUICE_BENCH_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

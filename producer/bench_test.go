@@ -141,7 +141,7 @@ func BenchmarkPublishConcurrent(b *testing.B) {
 		wg.Wait()
 		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 	}
-	for _, c := range []int{1, 8, 64} {
+	for _, c := range []int{1, 4, 8, 16, 64} {
 		b.Run(fmt.Sprintf("sluice_ingest_http/c=%d", c), func(b *testing.B) {
 			w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic})
 			defer w.Close()
