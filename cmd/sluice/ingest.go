@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/admin"
+	"github.com/sluicehq/sluice/docs"
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/producer"
 )
@@ -90,7 +91,9 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// Prometheus reach. Nothing of the second is on the first.
 	public := probeMux(ready)
 	public.Handle("POST /v1/events", handler)
+	public.Handle("GET /openapi.yaml", docs.PublicHandler()) // the public listener's part of the contract only
 	private := opsMux(reg, ready)
+	private.Handle("GET /openapi.yaml", docs.Handler())
 	closeAdmin, err := mountAdmin(private, cfg, cluster, handler.HoldsKey, log)
 	if err != nil {
 		return err
@@ -112,9 +115,12 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log.Info("ingest listening", "addr", ln.Addr().String(), "tls", cfg.Ingest.tls != nil, "admin_addr", adminLn.Addr().String(),
 		"topic", cfg.Kafka.Topic, "brokers", cfg.Kafka.Brokers)
-	srv := &http.Server{Handler: jsonErrors(public), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
-		// A request may wait WriteTimeout for Kafka's acknowledgement, then answer.
-		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout) + 10*time.Second, MaxHeaderBytes: 64 << 10}
+	// The write deadline runs from the request's headers: it must outlast a
+	// body that takes the whole read timeout, so that the 408 saying so can
+	// still be written, and the wait for Kafka's acknowledgement after it.
+	const bodyTimeout = 30 * time.Second
+	srv := &http.Server{Handler: jsonErrors(public), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: bodyTimeout,
+		WriteTimeout: bodyTimeout + time.Duration(cfg.Ingest.WriteTimeout) + 10*time.Second, MaxHeaderBytes: 64 << 10}
 	adminSrv := &http.Server{Handler: jsonErrors(private), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
