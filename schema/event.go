@@ -98,7 +98,7 @@ func decodeEvent(raw []byte, valid bool) (Event, error) {
 }
 
 // decodeObject parses raw as a JSON object, attribute name to raw value.
-func decodeObject(raw []byte, valid bool) (map[string]json.RawMessage, error) {
+func decodeObject(raw []byte, valid bool) (members, error) {
 	if len(raw) == 0 || raw[0] != '{' || (!valid && !json.Valid(raw)) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
 	}
@@ -109,9 +109,8 @@ func decodeObject(raw []byte, valid bool) (map[string]json.RawMessage, error) {
 // which must be a JSON string of at most MaxAttributeBytes. An absent or null
 // attribute is "" when optional, an error when required; a required one must
 // not be empty either.
-func takeString(attrs map[string]json.RawMessage, name string, required bool) (string, error) {
-	v, ok := attrs[name]
-	delete(attrs, name)
+func takeString(attrs members, name string, required bool) (string, error) {
+	v, ok := attrs.take(name)
 	if !ok || string(v) == "null" {
 		if required {
 			return "", fmt.Errorf("%w: %q is required", ErrInvalidEvent, name)
@@ -142,7 +141,7 @@ func takeString(attrs map[string]json.RawMessage, name string, required bool) (s
 // takeRequiredAttributes sets specversion, id, source and type on ev from
 // attrs (removing them), each a non-empty string, and reports the first one
 // at fault. The specversion's value is checked later, by checkSpecVersion.
-func takeRequiredAttributes(attrs map[string]json.RawMessage, ev *Event) error {
+func takeRequiredAttributes(attrs members, ev *Event) error {
 	return takeStrings(attrs, true, []namedString{
 		{"specversion", &ev.SpecVersion},
 		{"id", &ev.ID},
@@ -159,7 +158,7 @@ type namedString struct {
 
 // takeStrings takes each of fields from attrs in order, and reports the
 // first one at fault.
-func takeStrings(attrs map[string]json.RawMessage, required bool, fields []namedString) error {
+func takeStrings(attrs members, required bool, fields []namedString) error {
 	for _, f := range fields {
 		s, err := takeString(attrs, f.name, required)
 		if err != nil {
@@ -179,7 +178,7 @@ type optionalText struct {
 // takeOptionalAttributes sets subject, datacontenttype and dataschema on ev
 // from attrs (removing them, along with time and data_base64, whose text it
 // returns), each a string when present, and reports the first one at fault.
-func takeOptionalAttributes(attrs map[string]json.RawMessage, ev *Event) (optionalText, error) {
+func takeOptionalAttributes(attrs members, ev *Event) (optionalText, error) {
 	var opt optionalText
 	err := takeStrings(attrs, false, []namedString{
 		{"subject", &ev.Subject},
@@ -228,9 +227,8 @@ func parseTime(text string) (time.Time, error) {
 // takeData sets ev.Data from the "data" member of attrs (removing it; null is
 // absent) and ev.DataBase64 from the decoded dataBase64 text, of which at
 // most one may be present.
-func takeData(attrs map[string]json.RawMessage, dataBase64 string, ev *Event) error {
-	if data, ok := attrs["data"]; ok {
-		delete(attrs, "data")
+func takeData(attrs members, dataBase64 string, ev *Event) error {
+	if data, ok := attrs.take("data"); ok {
 		if err := checkJSONText(data); err != nil {
 			return fmt.Errorf("%w: \"data\" %v", ErrInvalidEvent, err)
 		}
@@ -256,10 +254,14 @@ func takeData(attrs map[string]json.RawMessage, dataBase64 string, ev *Event) er
 // specification are taken out: extension attributes, each named by the
 // CloudEvents rule and a scalar. Null ones are absent. It returns nil when
 // there are none.
-func takeExtensions(attrs map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+func takeExtensions(attrs members) (map[string]json.RawMessage, error) {
 	var ext map[string]json.RawMessage
-	for name, v := range attrs {
-		if string(v) == "null" {
+	for i := range attrs {
+		if attrs[i].taken {
+			continue
+		}
+		name, v := string(attrs[i].name), attrs[i].value
+		if v, _ = attrs.take(name); string(v) == "null" {
 			continue // CloudEvents: a null attribute is an absent one
 		}
 		if !extensionName.MatchString(name) {
@@ -269,17 +271,15 @@ func takeExtensions(attrs map[string]json.RawMessage) (map[string]json.RawMessag
 		case '{', '[':
 			return nil, fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
 		case '"':
-			var s string
 			if err := checkJSONText(v); err != nil {
 				return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
 			}
-			s = unquote(v)
-			if err := checkAttributeString(s); err != nil {
+			if err := checkAttributeString(unquote(v)); err != nil {
 				return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
 			}
 		}
 		if ext == nil {
-			ext = make(map[string]json.RawMessage, len(attrs))
+			ext = make(map[string]json.RawMessage, len(attrs)-i)
 		}
 		ext[name] = v
 	}

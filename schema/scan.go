@@ -87,23 +87,50 @@ func arrayElements(b []byte, max int) (elems []json.RawMessage, ok bool) {
 	return elems, true
 }
 
-// objectMembers returns the members of the valid JSON object b, name to raw
-// value; a name given twice keeps its last value, as encoding/json does.
-func objectMembers(b []byte) map[string]json.RawMessage {
-	members := make(map[string]json.RawMessage, 12)
+// member is one name and value of an event object.
+type member struct {
+	name  []byte // unescaped
+	value json.RawMessage
+	taken bool
+}
+
+// members are an object's members in document order. A slice beats a map
+// for the dozen members of an event: no hashing, no string per name.
+type members []member
+
+// take marks the members called name as taken and returns the value of the
+// last of them (a name given twice keeps its last value, as encoding/json
+// does).
+func (ms members) take(name string) (json.RawMessage, bool) {
+	var v json.RawMessage
+	found := false
+	for i := range ms {
+		if !ms[i].taken && string(ms[i].name) == name {
+			v, found, ms[i].taken = ms[i].value, true, true
+		}
+	}
+	return v, found
+}
+
+// objectMembers returns the members of the valid JSON object b.
+func objectMembers(b []byte) members {
+	ms := make(members, 0, 12)
 	i := skipSpace(b, skipSpace(b, 0)+1) // past '{'
 	for i < len(b) && b[i] != '}' {
 		end := stringEnd(b, i)
-		name := unquote(b[i:end])
+		name := b[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			name = []byte(unquote(b[i:end]))
+		}
 		i = skipSpace(b, skipSpace(b, end)+1) // past ':'
 		vend := valueEnd(b, i)
-		members[name] = b[i:vend]
+		ms = append(ms, member{name: name, value: b[i:vend]})
 		i = skipSpace(b, vend)
 		if i < len(b) && b[i] == ',' {
 			i = skipSpace(b, i+1)
 		}
 	}
-	return members
+	return ms
 }
 
 // unquote is the value of a valid string literal; most hold no escape and

@@ -43,8 +43,8 @@ func FuzzScannersAgreeWithEncodingJSON(f *testing.F) {
 		}
 		trimmed := bytes.TrimSpace(raw)
 		if want, ok := referenceMembers(raw); ok && trimmed[0] == '{' {
-			if got := objectMembers(trimmed); !reflect.DeepEqual(normalize(got), normalize(want)) {
-				t.Fatalf("objectMembers(%q) = %q, want %q", raw, got, want)
+			if got := objectMembers(trimmed); !reflect.DeepEqual(lastWins(got), normalize(want)) {
+				t.Fatalf("objectMembers(%q) = %q, want %q", raw, lastWins(got), want)
 			}
 		}
 		if want, ok := referenceElements(raw); ok && trimmed[0] == '[' {
@@ -59,6 +59,15 @@ func FuzzScannersAgreeWithEncodingJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// lastWins is members as encoding/json's map would hold them.
+func lastWins(ms members) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		out[string(m.name)] = string(m.value)
+	}
+	return out
 }
 
 // normalize makes empty and nil maps compare equal.
