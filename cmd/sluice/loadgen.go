@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/producer/client"
 )
 
 type loadgenOptions struct {
@@ -95,7 +96,7 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, string,
 	fs.Float64Var(&o.duplicates, "duplicates", 0.1, "share of events that repeat an earlier event's (source, id), 0 to 0.9")
 	fs.IntVar(&o.batch, "batch", 100, "events per request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "requests in flight at once")
-	fs.IntVar(&o.retries, "retries", 20, "attempts at a request answered 429, 503 or not at all, with backoff")
+	fs.IntVar(&o.retries, "retries", 20, "attempts at a request answered 408, 429, 502, 503, 504 or not at all, with backoff (never sooner than Retry-After)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer before counting a timeout and retrying")
 	fs.StringVar(&o.source, "source", "", "CloudEvents source of every event (default: loadgen/<random>, unique per run)")
 	fs.StringVar(&o.acceptedOut, "accepted-out", "", "write the id of every event that got 202, one per line, to this file")
@@ -251,19 +252,18 @@ func (o outcome) String() string {
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// classifyAnswer returns the outcome of an attempt that got resp or err from
-// http.Client.Do.
-func classifyAnswer(resp *http.Response, err error) outcome {
-	var netErr interface{ Timeout() bool }
+// classifyAttempt returns the outcome of an attempt as the client reported
+// it.
+func classifyAttempt(a client.Attempt) outcome {
 	switch {
-	case err != nil && errors.As(err, &netErr) && netErr.Timeout():
-		return outcomeTimeout
-	case err != nil:
-		return outcomeError
-	case resp.StatusCode/100 == 2:
+	case a.StatusCode/100 == 2:
 		return outcomeAccepted
-	default:
+	case a.StatusCode != 0:
 		return outcomeNon2xx
+	case a.Timeout:
+		return outcomeTimeout
+	default:
+		return outcomeError
 	}
 }
 
@@ -304,44 +304,37 @@ func (t *timeline) csv() []string {
 	return lines
 }
 
-// loadgenRequest is one request body of a run and the event ids it carries.
+// loadgenRequest is one request of a run: its events and their ids.
 type loadgenRequest struct {
-	body []byte
-	ids  []int
+	events []client.Event
+	ids    []int
 }
 
-// buildRequests cuts the planned events into requests of o.batch events.
+// buildRequests cuts the planned events into requests of o.batch events,
+// every one from o.source and stamped with the current time.
 func buildRequests(events []plannedEvent, o loadgenOptions) []loadgenRequest {
 	var reqs []loadgenRequest
 	for i := 0; i < len(events); i += o.batch {
 		chunk := events[i:min(i+o.batch, len(events))]
-		ids := make([]int, len(chunk))
+		r := loadgenRequest{events: make([]client.Event, len(chunk)), ids: make([]int, len(chunk))}
 		for j, e := range chunk {
-			ids[j] = e.id
+			r.ids[j] = e.id
+			if o.shop {
+				r.events[j] = shopEvent(e, o.source)
+			} else {
+				r.events[j] = genericEvent(e, o.source)
+			}
 		}
-		encode := encodeBatch
-		if o.shop {
-			encode = encodeShopBatch
-		}
-		reqs = append(reqs, loadgenRequest{body: encode(chunk, o.source), ids: ids})
+		reqs = append(reqs, r)
 	}
 	return reqs
 }
 
-// encodeBatch returns the events as a CloudEvents JSON batch, every one from
-// source and stamped with the current time.
-func encodeBatch(chunk []plannedEvent, source string) []byte {
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for j, e := range chunk {
-		if j > 0 {
-			buf.WriteByte(',')
-		}
-		fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":"sluice.loadgen.v1","subject":"customer-%d","time":%q,"datacontenttype":"application/json","data":{"n":%d,"amount":%d}}`,
-			e.id, source, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), e.id, e.id%1000)
-	}
-	buf.WriteByte(']')
-	return buf.Bytes()
+// genericEvent is planned event e as loadgen's own type of event.
+func genericEvent(e plannedEvent, source string) client.Event {
+	return client.Event{ID: strconv.Itoa(e.id), Source: source, Type: "sluice.loadgen.v1",
+		Subject: fmt.Sprintf("customer-%d", e.id%997), Time: time.Now().UTC(), DataContentType: "application/json",
+		Data: fmt.Appendf(nil, `{"n":%d,"amount":%d}`, e.id, e.id%1000)}
 }
 
 // shopEvents are the kinds of event of the shop example, in the order each
@@ -352,21 +345,12 @@ var shopEvents = []struct{ typ, data string }{
 	{"customer.email_changed", `{"email":"c%[1]d@mail.example.org"}`},
 }
 
-// encodeShopBatch is encodeBatch for the shop example: event id i is about
+// shopEvent is genericEvent for the shop example: event id i is about
 // customer i mod 997, and each customer's events cycle through shopEvents.
-func encodeShopBatch(chunk []plannedEvent, source string) []byte {
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for j, e := range chunk {
-		if j > 0 {
-			buf.WriteByte(',')
-		}
-		kind := shopEvents[(e.id/997)%len(shopEvents)]
-		fmt.Fprintf(&buf, `{"specversion":"1.0","id":"%d","source":%q,"type":%q,"subject":"customer-%d","time":%q,"data":%s}`,
-			e.id, source, kind.typ, e.id%997, time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(kind.data, e.id))
-	}
-	buf.WriteByte(']')
-	return buf.Bytes()
+func shopEvent(e plannedEvent, source string) client.Event {
+	kind := shopEvents[(e.id/997)%len(shopEvents)]
+	return client.Event{ID: strconv.Itoa(e.id), Source: source, Type: kind.typ,
+		Subject: fmt.Sprintf("customer-%d", e.id%997), Time: time.Now().UTC(), Data: fmt.Appendf(nil, kind.data, e.id)}
 }
 
 func countDuplicates(events []plannedEvent) int {
@@ -382,7 +366,7 @@ func countDuplicates(events []plannedEvent) int {
 // loadgenRun is the state of a run that its workers share.
 type loadgenRun struct {
 	o         loadgenOptions
-	client    *http.Client
+	pub       *client.Client
 	reqs      []loadgenRequest
 	start     time.Time
 	tl        *timeline
@@ -399,11 +383,23 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 	reqs := buildRequests(events, o)
 	run := &loadgenRun{
 		o:        o,
-		client:   &http.Client{Timeout: o.timeout},
 		reqs:     reqs,
 		accepted: map[int]bool{},
 		sum:      loadgenSummary{Source: o.source, Requests: len(reqs), Duplicates: countDuplicates(events)},
 	}
+	pub, err := client.New(client.Config{URL: o.url, Key: o.key, MaxEvents: o.batch, MaxInFlight: o.concurrency,
+		AttemptTimeout: o.timeout, MaxAttempts: max(o.retries, 1),
+		// --retries is loadgen's one bound: a broker restart under test may
+		// take minutes of 503s, and each wait is at most 5s or a Retry-After.
+		MaxWait:   time.Duration(max(o.retries, 1)) * time.Minute,
+		OnAttempt: run.observe})
+	switch {
+	case o.key == "":
+		return loadgenSummary{}, nil, nil, fmt.Errorf("%w: no key to send: give --key or $SLUICE_LOADGEN_KEY (the configuration's keys are digests only)", errUsage)
+	case err != nil:
+		return loadgenSummary{}, nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	run.pub = pub
 	run.start = time.Now()
 	run.tl = &timeline{start: run.start}
 
@@ -434,32 +430,60 @@ func loadgen(ctx context.Context, o loadgenOptions, stderr io.Writer) (loadgenSu
 func (run *loadgenRun) work(ctx context.Context, work <-chan int) {
 	for i := range work {
 		r := run.reqs[i]
-		res := sendWithRetry(ctx, run.client, run.o, r.body, run.tl)
-		run.record(r, res)
+		n, err := run.pub.Publish(ctx, r.events)
+		run.record(r, n, err)
 		run.sentSoFar.Add(int64(len(r.ids)))
 	}
 }
 
-// record adds the result of request r to the summary: its events count as
-// accepted on 202, rejected on a 4xx other than 429, else failed.
-func (run *loadgenRun) record(r loadgenRequest, res sendResult) {
+// observe counts one attempt at a request, retried ones included: its
+// latency, and its outcome in the timeline and the summary.
+func (run *loadgenRun) observe(a client.Attempt) {
+	oc := classifyAttempt(a)
+	run.tl.add(time.Now(), oc)
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	run.latencies = append(run.latencies, res.latencies...)
-	run.sum.Retries += res.retries
-	run.sum.Non2xx += res.non2xx
-	run.sum.Timeouts += res.timeouts
-	switch code := res.code; {
-	case code == http.StatusAccepted:
-		run.sum.Accepted += len(r.ids)
-		for _, id := range r.ids {
-			run.accepted[id] = true
-		}
-	case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
-		run.sum.Rejected += len(r.ids)
-	default:
-		run.sum.Failed += len(r.ids)
+	run.latencies = append(run.latencies, a.Duration)
+	if a.Number > 1 {
+		run.sum.Retries++
 	}
+	if oc == outcomeNon2xx {
+		run.sum.Non2xx++
+	}
+	if oc == outcomeTimeout {
+		run.sum.Timeouts++
+	}
+}
+
+// record adds the result of request r to the summary: its first n events
+// were accepted; the others count as rejected when the answer refused them
+// (a 4xx other than 408 and 429, which are retried), else as failed.
+func (run *loadgenRun) record(r loadgenRequest, n int, err error) {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.sum.Accepted += n
+	for _, id := range r.ids[:n] {
+		run.accepted[id] = true
+	}
+	if rest := len(r.ids) - n; rest > 0 && refused(err) {
+		run.sum.Rejected += rest
+	} else {
+		run.sum.Failed += rest
+	}
+}
+
+// refused reports whether err says the request itself was at fault, so
+// that sending it again could not help.
+func refused(err error) bool {
+	var rej *client.RejectedError
+	var st *client.StatusError
+	switch {
+	case errors.As(err, &rej), errors.Is(err, client.ErrEventTooLarge), errors.Is(err, client.ErrInvalidEvent):
+		return true
+	case errors.As(err, &st):
+		return st.StatusCode/100 == 4 && st.StatusCode != http.StatusTooManyRequests && st.StatusCode != http.StatusRequestTimeout
+	}
+	return false
 }
 
 // reportProgress prints, every second and unless --quiet, how many events
@@ -544,63 +568,6 @@ func (run *loadgenRun) acceptedIDs() []string {
 		ids = append(ids, strconv.Itoa(id))
 	}
 	return ids
-}
-
-// sendResult is what sendWithRetry reports of one request: the last status
-// (0 for a transport error), every attempt's latency, and how many retries,
-// non-2xx answers and timeouts it took.
-type sendResult struct {
-	code                      int
-	latencies                 []time.Duration
-	retries, non2xx, timeouts int
-}
-
-// sendWithRetry posts body until it is answered with something other than
-// 429, 503 or a transport error, or attempts run out.
-func sendWithRetry(ctx context.Context, client *http.Client, o loadgenOptions, body []byte, tl *timeline) (res sendResult) {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(body))
-		if err != nil {
-			res.code = 0 // not a status from an earlier attempt
-			return res
-		}
-		req.Header.Set("Content-Type", "application/cloudevents-batch+json")
-		req.Header.Set("Authorization", "Bearer "+o.key)
-		t0 := time.Now()
-		resp, err := client.Do(req)
-		res.latencies = append(res.latencies, time.Since(t0))
-		res.code = 0
-		oc := classifyAnswer(resp, err)
-		if oc == outcomeTimeout {
-			res.timeouts++
-		}
-		tl.add(time.Now(), oc)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			res.code = resp.StatusCode
-			if res.code/100 != 2 {
-				res.non2xx++
-			}
-			if res.code != http.StatusTooManyRequests && res.code != http.StatusServiceUnavailable {
-				return res
-			}
-			if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
-				backoff = max(backoff, time.Duration(s)*time.Second)
-			}
-		}
-		if attempt >= o.retries || ctx.Err() != nil {
-			return res
-		}
-		res.retries++
-		select {
-		case <-ctx.Done():
-			return res
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
 }
 
 func writeLines(path string, lines []string) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/producer/client"
 )
 
 func TestTimelineCSV(t *testing.T) {
@@ -41,27 +44,44 @@ func TestTimelineCSV(t *testing.T) {
 	}
 }
 
-func TestClassifyAnswer(t *testing.T) {
+func TestClassifyAttempt(t *testing.T) {
 	cases := []struct {
 		name string
-		resp *http.Response
-		err  error
+		a    client.Attempt
 		want outcome
 	}{
-		{"202", &http.Response{StatusCode: http.StatusAccepted}, nil, outcomeAccepted},
-		{"200", &http.Response{StatusCode: http.StatusOK}, nil, outcomeAccepted},
-		{"503", &http.Response{StatusCode: http.StatusServiceUnavailable}, nil, outcomeNon2xx},
-		{"400", &http.Response{StatusCode: http.StatusBadRequest}, nil, outcomeNon2xx},
-		{"a timeout", nil, context.DeadlineExceeded, outcomeTimeout},
-		{"another transport error", nil, errors.New("connection refused"), outcomeError},
+		{"202", client.Attempt{StatusCode: http.StatusAccepted}, outcomeAccepted},
+		{"200", client.Attempt{StatusCode: http.StatusOK}, outcomeAccepted},
+		{"503", client.Attempt{StatusCode: http.StatusServiceUnavailable}, outcomeNon2xx},
+		{"400", client.Attempt{StatusCode: http.StatusBadRequest}, outcomeNon2xx},
+		{"a timeout", client.Attempt{Err: context.DeadlineExceeded, Timeout: true}, outcomeTimeout},
+		{"another transport error", client.Attempt{Err: errors.New("connection refused")}, outcomeError},
 	}
 	for _, c := range cases {
-		if got := classifyAnswer(c.resp, c.err); got != c.want {
+		if got := classifyAttempt(c.a); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 	if got := outcome(7).String(); got != "outcome(7)" {
 		t.Errorf("outcome(7).String() = %q", got)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	for err, want := range map[error]bool{
+		&client.RejectedError{StatusCode: 400}:                          true,
+		&client.StatusError{StatusCode: 401}:                            true,
+		&client.StatusError{StatusCode: 413}:                            true,
+		fmt.Errorf("event 3: %w", client.ErrEventTooLarge):              true,
+		fmt.Errorf("gave up: %w", &client.StatusError{StatusCode: 429}): false,
+		&client.StatusError{StatusCode: 408}:                            false,
+		&client.StatusError{StatusCode: 503}:                            false,
+		context.Canceled:                                                false,
+		errors.New("connection refused"):                                false,
+	} {
+		if got := refused(err); got != want {
+			t.Errorf("refused(%v) = %v", err, got)
+		}
 	}
 }
 
@@ -190,5 +210,54 @@ func TestLoadgenPrintsASummaryAndFailsOnLostEvents(t *testing.T) {
 `
 	if got != want {
 		t.Fatalf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// Retries are the client's, and every answer they got still counts: a 429
+// waited out is a non-2xx answer, and a retry, in the summary and the
+// timeline.
+func TestLoadgenCountsRetriedAnswers(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("X-Request-Id")]++
+		first := seen[r.Header.Get("X-Request-Id")] == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	timelinePath := filepath.Join(t.TempDir(), "timeline.csv")
+	args := []string{"--url", srv.URL, "--key", "test-key", "--events", "4", "--batch", "2", "--duplicates", "0",
+		"--concurrency", "2", "--json", "--quiet", "--timeline-out", timelinePath}
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	if err := runLoadgen(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v (stderr %s)", err, stderr.String())
+	}
+	if elapsed := time.Since(start); elapsed < time.Second {
+		t.Fatalf("done in %v: the Retry-After of 1s was not waited out", elapsed)
+	}
+	var sum loadgenSummary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Accepted != 4 || sum.UniqueAccepted != 4 || sum.Non2xx != 2 || sum.Retries != 2 || sum.Failed != 0 || sum.Rejected != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	raw, _ := os.ReadFile(timelinePath)
+	var accepted, non2xx int
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n")[1:] {
+		var sec, a, n, to, e int
+		fmt.Sscanf(line, "%d,%d,%d,%d,%d", &sec, &a, &n, &to, &e)
+		accepted, non2xx = accepted+a, non2xx+n
+	}
+	if accepted != 2 || non2xx != 2 {
+		t.Fatalf("timeline:\n%s", raw)
 	}
 }
