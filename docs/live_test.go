@@ -51,7 +51,7 @@ func TestContractAgainstLiveServer(t *testing.T) {
 		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic, "sluice.dlq." + targetA}})
 	})
 
-	applierAt := freeAddr(t)
+	applierAt := testenv.FreeAddr(t)
 	config := func(brokers, extra string) string {
 		return fmt.Sprintf(`kafka:
   brokers: [%q]
@@ -86,8 +86,8 @@ log: {level: info}
 	// The second ingest's broker refuses connections; it serves one request at once.
 	downConfig := writeConfig(t, dir, "down.yaml", config("127.0.0.1:1", "  max_in_flight: 1\n  write_timeout: 1s"))
 
-	pubAt, adminAt := freeAddr(t), freeAddr(t)
-	downPubAt, downAdminAt := freeAddr(t), freeAddr(t)
+	pubAt, adminAt := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	downPubAt, downAdminAt := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	ingest := start(t, bin, dir, "ingest", "ingest", "--config", mainConfig, "--listen", pubAt, "--admin-listen", adminAt)
 	waitFor(t, ingest, "http://"+adminAt+"/readyz", 60*time.Second)
 	applier := start(t, bin, dir, "apply", "apply", "--config", mainConfig, "--target", targetA, "--listen", applierAt)
@@ -459,16 +459,6 @@ func writeConfig(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // proc is a sluice process the test started; its log is shown when the

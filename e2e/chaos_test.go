@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // TestRandomSchedulesKeepTheInvariants runs the whole pipeline under load
@@ -53,7 +55,7 @@ func TestRandomSchedulesKeepTheInvariants(t *testing.T) {
 	p := newPipeline(t, pipelineOptions{partitions: 3})
 	p.startIngest()
 	a := p.startApply("a")
-	b := []*applier{p.startApply("b"), p.startApplyAt("b", freeAddr(t))}
+	b := []*applier{p.startApply("b"), p.startApplyAt("b", testenv.FreeAddr(t))}
 	obs := p.observe(a, b[0])
 	offsets := p.sampleOffsets("b", 100*time.Millisecond)
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/testenv"
 )
 
 // ctl runs `sluice ctl ARGS…` and returns its output, failing the test on a
@@ -55,9 +57,9 @@ func TestPauseStopsEveryReplicaWithinASecond(t *testing.T) {
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	p.startApply("a")
-	p.startApplyAt("a", freeAddr(t))
+	p.startApplyAt("a", testenv.FreeAddr(t))
 	b1 := p.startApply("b")
-	b2 := p.startApplyAt("b", freeAddr(t))
+	b2 := p.startApplyAt("b", testenv.FreeAddr(t))
 	source := "pause/" + p.id
 	load := make(chan loadgenResult, 1)
 	go func() {
@@ -130,7 +132,7 @@ func TestRewindRestoresDeletedRows(t *testing.T) {
 	p.startIngest()
 	p.startApply("a")
 	p.startApply("b")
-	p.startApplyAt("b", freeAddr(t))
+	p.startApplyAt("b", testenv.FreeAddr(t))
 	before := p.loadgen("--source", "before/"+p.id, "--events", "3000", "--duplicates", "0")
 	time.Sleep(1100 * time.Millisecond) // record timestamps have millisecond precision
 	T := time.Now().UTC()
@@ -169,7 +171,7 @@ func TestRewindCompletesOnceAcrossAReplicaRestart(t *testing.T) {
 	p.startIngest()
 	p.startApply("a")
 	p.startApply("b")
-	b2addr := freeAddr(t)
+	b2addr := testenv.FreeAddr(t)
 	b2 := p.startApplyAt("b", b2addr)
 	res := p.loadgen("--events", "20000", "--duplicates", "0")
 	p.waitCount("a", res.Source, res.UniqueAccepted, 2*time.Minute)

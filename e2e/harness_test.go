@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -135,7 +134,7 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 		dir:        t.TempDir(),
 		key:        "e2e-key-" + id + "-0123456789",
 		partitions: opts.partitions,
-		listen:     map[string]string{"a": freeAddr(t), "b": freeAddr(t)},
+		listen:     map[string]string{"a": testenv.FreeAddr(t), "b": testenv.FreeAddr(t)},
 	}
 	for short, base := range map[string]string{"a": svc.pgA, "b": svc.pgB} {
 		p.dsns[short] = createDatabase(t, base, "sluice_test_"+id)
@@ -354,16 +353,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // waitReady polls an ops endpoint's /readyz until it answers 200.
 func waitReady(t *testing.T, pr *proc, addr string, timeout time.Duration) {
 	t.Helper()
@@ -387,7 +376,7 @@ func waitReady(t *testing.T, pr *proc, addr string, timeout time.Duration) {
 
 func (p *pipeline) startIngest() *proc {
 	p.t.Helper()
-	p.ingestAt, p.adminAt = freeAddr(p.t), freeAddr(p.t)
+	p.ingestAt, p.adminAt = testenv.FreeAddr(p.t), testenv.FreeAddr(p.t)
 	pr := p.start("ingest", "ingest", "--listen", p.ingestAt, "--admin-listen", p.adminAt)
 	waitReady(p.t, pr, p.adminAt, 60*time.Second) // the public listener may speak TLS
 	return pr

@@ -6,26 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/internal/testenv"
 )
-
-func connectAs(t *testing.T, dsn, application string) *pgx.Conn {
-	t.Helper()
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc.RuntimeParams["application_name"] = application
-	conn, err := pgx.ConnectConfig(context.Background(), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
 
 // TestBlockingSessionsNamesTheStaleLockHolder replays the report's 14:24:
 // a session idle in transaction holds locks on the ledger, and the applier's
@@ -35,7 +18,7 @@ func TestBlockingSessionsNamesTheStaleLockHolder(t *testing.T) {
 	target := "t" + testenv.ID()
 	ctx := context.Background()
 
-	holder := connectAs(t, dsn, "migration-tool")
+	holder := testenv.ConnAs(t, dsn, "migration-tool")
 	tx, err := holder.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +44,7 @@ func TestBlockingSessionsNamesTheStaleLockHolder(t *testing.T) {
 	}
 
 	// The applier's session waits behind the holder's row lock.
-	applier := connectAs(t, dsn, kafkaadmin.GroupID(target))
+	applier := testenv.ConnAs(t, dsn, kafkaadmin.GroupID(target))
 	waiting := make(chan error, 1)
 	go func() {
 		_, err := applier.Exec(ctx, `SET lock_timeout = '5s'; INSERT INTO sluice_offsets (topic, partition, next_offset) VALUES ('x', 0, 2) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = 2`)

@@ -6,25 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sluicehq/sluice/internal/testenv"
 )
-
-func connectNamed(t *testing.T, dsn, application string) *pgx.Conn {
-	t.Helper()
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc.RuntimeParams["application_name"] = application
-	conn, err := pgx.ConnectConfig(context.Background(), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
 
 // TestBlockersOfFollowsTheChainToTheIdleHolder replays the shape of a
 // stalled migration: an application's transaction sits idle holding a row
@@ -38,17 +21,17 @@ func TestBlockersOfFollowsTheChainToTheIdleHolder(t *testing.T) {
 	ctx := context.Background()
 	const applierName = "sluice-apply-chain"
 
-	holder := connectNamed(t, app, "billing-worker")
+	holder := testenv.ConnAs(t, app, "billing-worker")
 	if _, err := holder.Exec(ctx, `BEGIN; SELECT * FROM sluice_offsets FOR UPDATE; INSERT INTO sluice_offsets (topic, partition, next_offset) VALUES ('t', 0, 1)`); err != nil {
 		t.Fatal(err)
 	}
-	migration := connectNamed(t, dsn, "migration")
+	migration := testenv.ConnAs(t, dsn, "migration")
 	migrated := make(chan error, 1)
 	go func() {
 		_, err := migration.Exec(ctx, `SET lock_timeout = '20s'; ALTER TABLE sluice_offsets ADD COLUMN note text`)
 		migrated <- err
 	}()
-	applier := connectNamed(t, dsn, applierName)
+	applier := testenv.ConnAs(t, dsn, applierName)
 	applied := make(chan error, 1)
 	go func() {
 		_, err := applier.Exec(ctx, `SET lock_timeout = '20s'; SELECT count(*) FROM sluice_offsets`)
@@ -136,7 +119,7 @@ func TestTheApplicationRoleLacksTheRolesToActOnOthers(t *testing.T) {
 	if missing, _, err := MissingRoles(ctx, testenv.Conn(t, dsn)); err != nil || len(missing) != 0 {
 		t.Fatalf("MissingRoles as the stack's sluice role (granted both): %v %v", missing, err)
 	}
-	victim := connectNamed(t, dsn, "someone")
+	victim := testenv.ConnAs(t, dsn, "someone")
 	if _, err := victim.Exec(ctx, `BEGIN; SELECT * FROM sluice_offsets FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -165,4 +166,33 @@ func AsApplication(t testing.TB, dsn string) string {
 		t.Fatalf("grant to %s: %v (does the stack create the role? make up)", role, err)
 	}
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s", role, cc.Password, cc.Host, cc.Port, cc.Database)
+}
+
+// FreeAddr returns a loopback address no one listens on now, for a process
+// the test starts.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// ConnAs opens a session on dsn named application in pg_stat_activity,
+// closed after the test: a stand-in for another program's session.
+func ConnAs(t testing.TB, dsn, application string) *pgx.Conn {
+	t.Helper()
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.RuntimeParams["application_name"] = application
+	conn, err := pgx.ConnectConfig(context.Background(), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,16 +64,6 @@ func sluice(t *testing.T) string {
 	return sluiceBin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // realIngest is one test's ingest process.
 type realIngest struct {
 	url, key string
@@ -105,10 +94,10 @@ log: {level: warn}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	args := []string{"ingest", "--config", path, "--listen", listen}
 	if adminFlag {
-		args = append(args, "--admin-listen", freeAddr(t))
+		args = append(args, "--admin-listen", testenv.FreeAddr(t))
 	}
 	logPath := filepath.Join(dir, "ingest.log")
 	logFile, err := os.Create(logPath)
@@ -335,7 +324,7 @@ func TestRealIngestWithoutKafkaGivesUpWithTheAnswer(t *testing.T) {
 	t.Parallel()
 	testenv.Require(t, "SLUICE_TEST_KAFKA")
 	// A port where nothing listens: every write fails, within write_timeout.
-	in := startIngest(t, freeAddr(t), "sluice.test."+testenv.ID(), "  write_timeout: 500ms", false)
+	in := startIngest(t, testenv.FreeAddr(t), "sluice.test."+testenv.ID(), "  write_timeout: 500ms", false)
 	var seen attempts
 	c, err := client.New(client.Config{URL: in.url, Key: in.key, MaxAttempts: 2, OnAttempt: seen.observe})
 	if err != nil {
