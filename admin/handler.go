@@ -71,12 +71,37 @@ func NewHandler(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("POST /v1/admin/targets/{target}/dlq/replay", h.authed(h.dlqReplay))
 	h.mux.HandleFunc("GET /v1/admin/verify", h.authed(h.verify))
 	static, _ := fs.Sub(uiFiles, "ui")
-	h.mux.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(static)))
-	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
-	h.mux.HandleFunc("/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, http.StatusNotFound, fmt.Sprintf("no such admin route: %s %s", r.Method, r.URL.Path))
+	files := http.StripPrefix("/ui/", http.FileServerFS(static))
+	h.mux.HandleFunc("GET /ui/", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/ui/")
+		if _, err := fs.Stat(static, name); name != "" && err != nil {
+			fail(w, http.StatusNotFound, "no such file: "+r.URL.Path) // the file server's answer would be text
+			return
+		}
+		files.ServeHTTP(w, r)
 	})
+	h.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	h.mux.HandleFunc("/v1/admin/", h.noRoute)
 	return h, nil
+}
+
+// noRoute answers a request no admin route takes: 405 with Allow when the
+// path is served for other methods, else 404, in the one error shape.
+func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != "/v1/admin/" {
+			allowed = append(allowed, method)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not served for %s (allowed: %s)", r.URL.Path, r.Method, strings.Join(allowed, ", ")))
+		return
+	}
+	fail(w, http.StatusNotFound, fmt.Sprintf("no such admin route: %s %s", r.Method, r.URL.Path))
 }
 
 // requestTimeout bounds each admin request: Kafka or a target that does not

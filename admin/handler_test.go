@@ -77,14 +77,29 @@ func TestAdminAnswers(t *testing.T) {
 
 func TestUnknownAdminRoutesAnswerInJSON(t *testing.T) {
 	h := newTestHandler(t)
-	for _, c := range []struct{ method, path string }{{"GET", "/v1/admin/nope"}, {"POST", "/v1/admin/targets"}} {
+	for _, c := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/v1/admin/nope", http.StatusNotFound, ""},
+		{"POST", "/v1/admin/targets", http.StatusMethodNotAllowed, "GET"},
+		{"GET", "/v1/admin/targets/a/pause", http.StatusMethodNotAllowed, "POST"},
+		{"GET", "/ui/nope.js", http.StatusNotFound, ""},
+	} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(c.method, c.path, nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"errors"`) {
-			t.Errorf("%s %s: %d %s %s", c.method, c.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		if rec.Code != c.code || rec.Header().Get("Allow") != c.allow || rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"errors"`) {
+			t.Errorf("%s %s: %d (Allow %q) %s %s, want %d (Allow %q) in JSON", c.method, c.path, rec.Code, rec.Header().Get("Allow"),
+				rec.Header().Get("Content-Type"), rec.Body, c.code, c.allow)
 		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ui/app.js", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Type"), "javascript") {
+		t.Errorf("GET /ui/app.js: %d %s", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }
 

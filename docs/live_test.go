@@ -232,7 +232,7 @@ log: {level: info}
 			{c: pub, addr: pubAt, method: "GET", path: "/ui/", status: 404},
 			{c: whole, addr: adminAt, method: "POST", path: "/v1/events", header: bearer(keys["publisher"], "Content-Type", ce), body: []byte(event(src, "x")), status: 404},
 			{c: whole, addr: adminAt, method: "GET", path: "/v1/admin/nope", header: bearer(adminToken), status: 404},
-			{c: whole, addr: adminAt, method: "DELETE", path: "/v1/admin/targets", header: bearer(adminToken), status: 404},
+			{c: whole, addr: adminAt, method: "DELETE", path: "/v1/admin/targets", header: bearer(adminToken), status: 405},
 			{c: whole, addr: adminAt, method: "POST", path: "/metrics", status: 405},
 			{c: whole, addr: applierAt, method: "GET", path: "/v1/admin/targets", status: 404},
 		} {
