@@ -108,3 +108,28 @@ func TestNoHumanNeededAt1424(t *testing.T) {
 	record(t, "blocker_policy", map[string]any{"bound_s": bound.Seconds(), "ended_after_s": endedAfter.Seconds(),
 		"b_caught_up_after_s": bCaughtUp.Seconds(), "accepted": res.Accepted, "non_2xx": res.Non2xx})
 }
+
+// TestTheBlockerPolicyWarnsAtStartWithoutItsRoles: an applier whose role
+// can neither see nor end other roles' sessions says so at start, in its
+// log and in ctl status with the GRANT that fixes it — and still applies.
+func TestTheBlockerPolicyWarnsAtStartWithoutItsRoles(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{partitions: 1, extraTarget: map[string]string{
+		"a": "    blocker_policy: {after: 30s, mode: terminate}",
+	}})
+	// Target a's applier connects as the application's role, which has
+	// neither pg_read_all_stats nor pg_signal_backend.
+	t.Setenv("SLUICE_TARGET_"+strings.ToUpper(strings.ReplaceAll(p.targets["a"], "-", "_"))+"_DSN", testenv.AsApplication(t, p.dsns["a"]))
+	a := p.startApply("a")
+	waitFor(t, 15*time.Second, "the warning in the applier's log", func() bool {
+		b, _ := os.ReadFile(a.log)
+		return strings.Contains(string(b), "blocker policy cannot act on other roles' sessions") && strings.Contains(string(b), "GRANT pg_read_all_stats, pg_signal_backend TO sluice_app")
+	})
+	var status []byte
+	waitFor(t, 15*time.Second, "the warning in ctl status", func() bool {
+		status, _ = p.command("ctl", "status", p.targets["a"]).CombinedOutput()
+		return strings.Contains(string(status), "BLOCKER POLICY CANNOT ACT") && strings.Contains(string(status), "lacks pg_read_all_stats and pg_signal_backend")
+	})
+	p.startIngest()
+	res := p.loadgen("--events", "200", "--duplicates", "0")
+	p.waitCount("a", res.Source, 200, 30*time.Second)
+}
