@@ -11,49 +11,35 @@ import (
 // it (migrations, being history, spell it out; a test checks they agree).
 type column struct {
 	name, pgType string
-	value        func(r *Record) (any, error)
+	// appendBinary appends the record's value in COPY's binary format: its
+	// length and bytes, or −1 for NULL (see EncodeCopy).
+	appendBinary func(buf []byte, r *Record) ([]byte, error)
 }
 
 var ledgerColumns = []column{
-	{"source", "text", func(r *Record) (any, error) { return r.Event.Source, nil }},
-	{"id", "text", func(r *Record) (any, error) { return r.Event.ID, nil }},
-	{"type", "text", func(r *Record) (any, error) { return r.Event.Type, nil }},
-	{"subject", "text", func(r *Record) (any, error) { return nullable(r.Event.Subject), nil }},
-	{"time", "timestamptz", func(r *Record) (any, error) {
-		if r.Event.Time.IsZero() {
-			return nil, nil
-		}
-		return r.Event.Time, nil
+	{"source", "text", func(buf []byte, r *Record) ([]byte, error) { return appendText(buf, r.Event.Source), nil }},
+	{"id", "text", func(buf []byte, r *Record) ([]byte, error) { return appendText(buf, r.Event.ID), nil }},
+	{"type", "text", func(buf []byte, r *Record) ([]byte, error) { return appendText(buf, r.Event.Type), nil }},
+	{"subject", "text", func(buf []byte, r *Record) ([]byte, error) { return appendNullableText(buf, r.Event.Subject), nil }},
+	{"time", "timestamptz", func(buf []byte, r *Record) ([]byte, error) { return appendTimestamptz(buf, r.Event.Time), nil }},
+	{"datacontenttype", "text", func(buf []byte, r *Record) ([]byte, error) {
+		return appendNullableText(buf, r.Event.DataContentType), nil
 	}},
-	{"datacontenttype", "text", func(r *Record) (any, error) { return nullable(r.Event.DataContentType), nil }},
-	{"dataschema", "text", func(r *Record) (any, error) { return nullable(r.Event.DataSchema), nil }},
-	{"data", "jsonb", func(r *Record) (any, error) {
-		if r.Event.Data == nil {
-			return nil, nil
-		}
-		return []byte(r.Event.Data), nil
-	}},
-	{"data_base64", "bytea", func(r *Record) (any, error) {
-		if r.Event.DataBase64 == nil {
-			return nil, nil
-		}
-		return r.Event.DataBase64, nil
-	}},
-	{"extensions", "jsonb", func(r *Record) (any, error) {
+	{"dataschema", "text", func(buf []byte, r *Record) ([]byte, error) { return appendNullableText(buf, r.Event.DataSchema), nil }},
+	{"data", "jsonb", func(buf []byte, r *Record) ([]byte, error) { return appendJSONB(buf, r.Event.Data), nil }},
+	{"data_base64", "bytea", func(buf []byte, r *Record) ([]byte, error) { return appendBytea(buf, r.Event.DataBase64), nil }},
+	{"extensions", "jsonb", func(buf []byte, r *Record) ([]byte, error) {
 		if r.Event.Extensions == nil {
-			return nil, nil
+			return appendNull(buf), nil
 		}
-		return json.Marshal(r.Event.Extensions)
+		ext, err := json.Marshal(r.Event.Extensions)
+		if err != nil {
+			return buf, err
+		}
+		return appendJSONB(buf, ext), nil
 	}},
-	{"kafka_partition", "int", func(r *Record) (any, error) { return int32(r.Msg.Partition), nil }},
-	{"kafka_offset", "bigint", func(r *Record) (any, error) { return r.Msg.Offset, nil }},
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	{"kafka_partition", "int", func(buf []byte, r *Record) ([]byte, error) { return appendInt4(buf, int32(r.Msg.Partition)), nil }},
+	{"kafka_offset", "bigint", func(buf []byte, r *Record) ([]byte, error) { return appendInt8(buf, r.Msg.Offset), nil }},
 }
 
 // ColumnNames are the ledger columns an applied event fills, in order.
@@ -63,19 +49,6 @@ func ColumnNames() []string {
 		names[i] = c.name
 	}
 	return names
-}
-
-// Row returns r's values for ColumnNames, as COPY takes them.
-func (r *Record) Row() ([]any, error) {
-	row := make([]any, len(ledgerColumns))
-	for i, c := range ledgerColumns {
-		v, err := c.value(r)
-		if err != nil {
-			return nil, err
-		}
-		row[i] = v
-	}
-	return row, nil
 }
 
 // stagingTables are created once per session: sluice_staging takes a

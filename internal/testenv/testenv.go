@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -195,4 +196,35 @@ func ConnAs(t testing.TB, dsn, application string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// LedgerRow is ev's ledger row in the order of targetdb.ColumnNames, as a
+// Go program would hand it to pgx's CopyFrom: the benchmarks' raw COPY
+// baseline, built without the applier's code.
+func LedgerRow(ev schema.Event, partition int, offset int64) ([]any, error) {
+	text := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	var when, data, dataBase64, ext any
+	if !ev.Time.IsZero() {
+		when = ev.Time
+	}
+	if ev.Data != nil {
+		data = []byte(ev.Data)
+	}
+	if ev.DataBase64 != nil {
+		dataBase64 = ev.DataBase64
+	}
+	if ev.Extensions != nil {
+		b, err := json.Marshal(ev.Extensions)
+		if err != nil {
+			return nil, err
+		}
+		ext = b
+	}
+	return []any{ev.Source, ev.ID, ev.Type, text(ev.Subject), when, text(ev.DataContentType), text(ev.DataSchema),
+		data, dataBase64, ext, int32(partition), offset}, nil
 }
