@@ -201,8 +201,10 @@ func (a *Applier) run(ctx context.Context) error {
 		}
 		a.joined.Store(true)
 		a.log.Info("partitions assigned", "generation", gen.ID, "partitions", ids)
+		commits := newGroupCommits(gen, a.log)
+		gen.Start(commits.run)
 		for _, p := range assigned {
-			gen.Start(func(gctx context.Context) { a.runPartition(gctx, gen, p.ID, p.Offset) })
+			gen.Start(func(gctx context.Context) { a.runPartition(gctx, commits, p.ID, p.Offset) })
 		}
 	}
 }

@@ -35,9 +35,10 @@ type partitionWorker struct {
 	expectNew bool
 }
 
-// offsetCommitter commits group offsets: a *kafka.Generation. Its commits
-// are for visibility only (the target's offsets row is what a worker resumes
-// from), and carry the generation id, so a stale one is refused.
+// offsetCommitter commits group offsets: a *kafka.Generation, through
+// groupCommits. Its commits are for visibility only (the target's offsets
+// row is what a worker resumes from), and carry the generation id, so a
+// stale one is refused.
 type offsetCommitter interface {
 	CommitOffsets(map[string]map[int]int64) error
 }
@@ -211,9 +212,7 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 			w.st.ahead.Store(false) // the operator chose where the partition resumes
 			w.log.Info("partition resumes where the operator put it", "offset", next)
 		}
-		if err := w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: next}}); err != nil {
-			w.log.Debug("group offset not committed after "+verb+" (the target has it)", "err", err)
-		}
+		_ = w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: next}}) // for visibility: the target has it
 		switch {
 		case moved && forward && next > from:
 			w.log.Warn("partition skipped forward by operator: these events will never be applied to this target",
@@ -506,8 +505,6 @@ func (w *partitionWorker) afterCommit(last kafka.Message) {
 	next := last.Offset + 1
 	w.st.next.Store(next)
 	w.applied = targetdb.Offset{Next: next, LastTime: last.Time, Found: true}
-	if err := w.gen.CommitOffsets(map[string]map[int]int64{w.a.cfg.Topic: {last.Partition: next}}); err != nil {
-		w.log.Debug("group offset not committed (the target has it)", "offset", next, "err", err)
-	}
+	_ = w.gen.CommitOffsets(map[string]map[int]int64{w.a.cfg.Topic: {last.Partition: next}}) // for visibility: the target has it
 	w.a.m.setLag(last.Partition, max(last.HighWaterMark-next, 0))
 }
