@@ -9,10 +9,13 @@
 // Each assigned partition gets its own worker. A worker starts at the offset
 // recorded in the target's sluice_offsets table (the database, not Kafka, is
 // the truth about what was applied), gathers a batch (size or linger,
-// whichever comes first) and applies it in one short transaction
-// (targetdb.Apply). Only after that commit is the group offset committed to
-// Kafka. At-least-once delivery plus an idempotent apply gives each event's
-// effect exactly once.
+// whichever comes first) and applies it in one short transaction with the
+// partition's offsets row: straight into the ledger while the partition's
+// batches are all new (targetdb.ApplyNew), else through a staging table and
+// INSERT … ON CONFLICT DO NOTHING (targetdb.Apply). The group offset is
+// committed to Kafka after that, once a second, for visibility only.
+// At-least-once delivery plus an idempotent apply gives each event's effect
+// exactly once.
 //
 // Errors are classified once (targetdb.Classify): retryable ones (locks,
 // timeouts, lost connections, failover) keep the batch and retry it with

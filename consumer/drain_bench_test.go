@@ -165,46 +165,64 @@ func BenchmarkDrain(b *testing.B) {
 		return err
 	}, len(encoded)))
 
-	b.Run("sluice_apply", func(b *testing.B) {
-		for range b.N {
-			b.StopTimer()
-			dsn := testenv.Database(b)
-			target := "bench" + testenv.ID()
-			if err := cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(target), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()); err != nil {
-				b.Fatal(err)
-			}
-			a, err := New(Config{Target: target, Cluster: cluster, Topic: topic, DSN: dsn, Logger: benchLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			probe := testenv.Conn(b, dsn)
-			rctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			b.StartTimer()
-			go func() { done <- a.Run(rctx) }()
-			for {
-				var applied int64
-				if err := probe.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM sluice_offsets WHERE topic = $1`, topic).Scan(&applied); err != nil {
+	drain := func(projections []targetdb.Projection, tables string) func(b *testing.B) {
+		return func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				dsn := testenv.Database(b)
+				target := "bench" + testenv.ID()
+				if err := cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(target), kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()); err != nil {
 					b.Fatal(err)
 				}
-				if int(applied) >= events {
-					break
+				probe := testenv.Conn(b, dsn)
+				if tables != "" {
+					if _, err := probe.Exec(ctx, tables); err != nil {
+						b.Fatal(err)
+					}
 				}
-				time.Sleep(20 * time.Millisecond)
+				a, err := New(Config{Target: target, Cluster: cluster, Topic: topic, DSN: dsn, Projections: projections, Logger: benchLogger()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rctx, stop := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				b.StartTimer()
+				go func() { done <- a.Run(rctx) }()
+				for {
+					var applied int64
+					if err := probe.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM sluice_offsets WHERE topic = $1`, topic).Scan(&applied); err != nil {
+						b.Fatal(err)
+					}
+					if int(applied) >= events {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				b.StopTimer()
+				stop()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				var rows int
+				if err := probe.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&rows); err != nil || rows != events {
+					b.Fatalf("the target holds %d rows, want %d (%v)", rows, events, err)
+				}
+				b.StartTimer()
 			}
-			b.StopTimer()
-			stop()
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			var rows int
-			if err := probe.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&rows); err != nil || rows != events {
-				b.Fatalf("the target holds %d rows, want %d (%v)", rows, events, err)
-			}
-			b.StartTimer()
+			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 		}
-		b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
-	})
+	}
+	b.Run("sluice_apply", drain(nil, ""))
+	// The same drain into a target that also keeps two tables of its own,
+	// of the kinds deploy/examples/shop ships: a latest state per subject,
+	// and an append-only history.
+	b.Run("sluice_apply_2_projections", drain([]targetdb.Projection{
+		{Name: "latest", Types: []string{"bench.*"}, SQL: `INSERT INTO bench_latest AS l (subject, amount, changes)
+			SELECT subject, (array_agg((data->>'amount')::int ORDER BY kafka_offset DESC))[1], count(*) FROM batch GROUP BY subject
+			ON CONFLICT (subject) DO UPDATE SET amount = EXCLUDED.amount, changes = l.changes + EXCLUDED.changes`},
+		{Name: "history", SQL: `INSERT INTO bench_history SELECT id, subject, (data->>'amount')::int FROM batch`},
+	}, `CREATE TABLE bench_latest (subject text PRIMARY KEY, amount int, changes bigint);
+		CREATE TABLE bench_history (id text, subject text, amount int)`))
 }
 
 // benchLogger shows the applier's own log when SLUICE_BENCH_LOG is set.
