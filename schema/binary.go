@@ -60,7 +60,7 @@ func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
 	if len(body) > 0 {
 		mt, _, _ := mime.ParseMediaType(contentType)
 		if mt == MediaTypeJSON || strings.HasSuffix(mt, "+json") {
-			if !json.Valid(body) {
+			if !validJSON(body) {
 				return nil, fmt.Errorf("%w: the body is %s but not valid JSON", ErrInvalidEvent, mt)
 			}
 			attrs["data"] = json.RawMessage(body)

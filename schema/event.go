@@ -99,7 +99,7 @@ func decodeEvent(raw []byte, valid bool) (Event, error) {
 
 // decodeObject parses raw as a JSON object, attribute name to raw value.
 func decodeObject(raw []byte, valid bool) (members, error) {
-	if len(raw) == 0 || raw[0] != '{' || (!valid && !json.Valid(raw)) {
+	if len(raw) == 0 || raw[0] != '{' || (!valid && !validJSON(raw)) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
 	}
 	return objectMembers(raw), nil

@@ -65,7 +65,7 @@ func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []Eve
 			return nil, nil, err
 		}
 	} else {
-		if !json.Valid(body) {
+		if !validJSON(body) {
 			return nil, nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)
 		}
 		raws = []json.RawMessage{body}
@@ -87,8 +87,8 @@ func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []Eve
 // past maxEvents it stops, so that a hostile batch of a million empty
 // objects costs a scan of the body, not a million decoded events.
 func splitBatch(body []byte, maxEvents int) ([]json.RawMessage, error) {
-	if !json.Valid(body) {
-		if end := valueEnd(body, 0); end < len(body) && json.Valid(body[:end]) {
+	if !validJSON(body) {
+		if end := valueEnd(body, 0); end < len(body) && validJSON(body[:end]) {
 			return nil, fmt.Errorf("%w: not valid JSON (something follows the batch)", ErrMalformedBody)
 		}
 		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformedBody)

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 )
 
-// The scanners below walk JSON text that json.Valid has accepted, so they
-// need not check its grammar: they only find where values end. They replace
-// encoding/json's reflection for the two shapes ingest decodes on every
-// request — an array of events and an event object — which made decoding
-// most of the ingest's CPU time (each value was validated and decoded
-// several times over).
+// The scanners below walk JSON text that validJSON (json.Valid's equal, see
+// valid.go) has accepted, so they need not check its grammar: they only find
+// where values end. They replace encoding/json's reflection for the two
+// shapes ingest decodes on every request — an array of events and an event
+// object — which made decoding most of the ingest's CPU time (each value
+// was validated and decoded several times over).
 
 // skipSpace returns the index of the first non-space byte at or after i.
 func skipSpace(b []byte, i int) int {
