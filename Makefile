@@ -58,6 +58,7 @@ compose-check: ## validate docker-compose.yml (with Debian's docker-compose when
 bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline (kafka-go, COPY); writes docs/performance.md
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench . -benchtime 2s -count 6 ./producer/ ./internal/targetdb/ | tee .stack/bench.txt
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench BenchmarkDrain -benchtime 1x -count 6 ./consumer/ | tee -a .stack/bench.txt
+	eval "$$($(STACK) env)"; go test -run '^$$' -bench 'BenchmarkDrainReplicas|BenchmarkDrainBacklog|BenchmarkIngestProcess' -benchtime 1x -count 2 -timeout 90m ./e2e/ | tee -a .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
 	go run ./internal/benchreport -in .stack/bench.txt -out docs
 

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,23 +27,32 @@ import (
 	"github.com/sluicehq/sluice/internal/testenv"
 )
 
-// sluiceBin is the binary under test, built once by TestMain.
-var sluiceBin string
+// sluiceBin is the binary under test, built with the race detector once by
+// TestMain; binDir holds it (and the benchmarks' binary) until the run ends.
+var sluiceBin, binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "sluice-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	sluiceBin = filepath.Join(dir, "sluice")
-	build := exec.Command("go", "build", "-race", "-o", sluiceBin, "../cmd/sluice")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building sluice:", err)
-		os.Exit(1)
+	// A run of benchmarks alone (`-run '^$'`, as make bench runs them) needs
+	// no race build: benchmarks build their own binary without the detector,
+	// which would multiply the memory and time they measure.
+	if flag.Lookup("test.run").Value.String() != "^$" {
+		build := exec.Command("go", "build", "-race", "-o", sluiceBin, "../cmd/sluice")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building sluice:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
+	deleteBacklogTopics()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -52,7 +62,7 @@ type services struct {
 	kafka, pgA, pgB, stack string
 }
 
-func requireServices(t *testing.T) services {
+func requireServices(t testing.TB) services {
 	t.Helper()
 	s := services{
 		kafka: os.Getenv("SLUICE_TEST_KAFKA"),
@@ -69,20 +79,23 @@ func requireServices(t *testing.T) services {
 // pipeline is one test's isolated sluice: its own topic, target names and
 // databases, and the processes it started.
 type pipeline struct {
-	t          *testing.T
-	svc        services
-	id         string
-	topic      string
-	targets    map[string]string // short name (a, b) → target name
-	dsns       map[string]string // short name → DSN of the test database
-	dir        string
-	config     string
-	key        string
-	ingestAt   string // the public listener: POST /v1/events
-	adminAt    string // the private one: admin API, /ui, /metrics
-	partitions int
-	listen     map[string]string // short name → the applier's ops address
-	brokers    []string          // where the test's own Kafka clients connect
+	t           testing.TB
+	svc         services
+	id          string
+	topic       string
+	targets     map[string]string // short name (a, b) → target name
+	dsns        map[string]string // short name → DSN of the test database
+	dir         string
+	config      string
+	key         string
+	ingestAt    string // the public listener: POST /v1/events
+	adminAt     string // the private one: admin API, /ui, /metrics
+	partitions  int
+	listen      map[string]string // short name → the applier's ops address
+	brokers     []string          // where the test's own Kafka clients connect
+	bin         string            // the sluice binary its processes run
+	sharedTopic bool              // the topic was given (opts.topic): close leaves it
+	prepare     func(*exec.Cmd)   // opts.prepare
 
 	mu    sync.Mutex
 	procs []*proc
@@ -117,9 +130,21 @@ type pipelineOptions struct {
 	dsnOptions string
 	// extraTop are YAML lines added at the top level (tracing).
 	extraTop string
+	// topic is an existing events topic to use instead of a fresh one; the
+	// pipeline leaves it in place (benchmarks drain one backlog many times).
+	topic string
+	// binary replaces the race-built binary (benchmarks run one built
+	// without the race detector).
+	binary string
+	// defaultApply leaves the apply: section to sluice's defaults instead of
+	// the tests' small batches, so that a benchmark measures what an
+	// operator gets; extraApply still applies.
+	defaultApply bool
+	// prepare adjusts each process the pipeline starts, before it starts.
+	prepare func(*exec.Cmd)
 }
 
-func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
+func newPipeline(t testing.TB, opts pipelineOptions) *pipeline {
 	t.Helper()
 	svc := requireServices(t)
 	if opts.partitions == 0 {
@@ -135,6 +160,14 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 		key:        "e2e-key-" + id + "-0123456789",
 		partitions: opts.partitions,
 		listen:     map[string]string{"a": testenv.FreeAddr(t), "b": testenv.FreeAddr(t)},
+		bin:        sluiceBin,
+		prepare:    opts.prepare,
+	}
+	if opts.topic != "" {
+		p.topic, p.sharedTopic = opts.topic, true
+	}
+	if opts.binary != "" {
+		p.bin = opts.binary
 	}
 	for short, base := range map[string]string{"a": svc.pgA, "b": svc.pgB} {
 		p.dsns[short] = createDatabase(t, base, "sluice_test_"+id)
@@ -158,6 +191,10 @@ func newPipeline(t *testing.T, opts pipelineOptions) *pipeline {
 		}
 		return p.dsns[short] + "?" + opts.dsnOptions
 	}
+	apply := "  batch_size: 200\n  linger: 10ms\n  retry_max: 2s\n" + opts.extraApply
+	if opts.defaultApply {
+		apply = opts.extraApply
+	}
 	cfg := fmt.Sprintf(`kafka:
   brokers: [%s]
   topic: %s
@@ -169,9 +206,6 @@ ingest:
   admin_token: %q
 %s
 apply:
-  batch_size: 200
-  linger: 10ms
-  retry_max: 2s
 %s
 targets:
   - name: %s
@@ -186,7 +220,7 @@ targets:
 %s
 log: {level: info}
 %s
-`, brokers, p.topic, opts.partitions, opts.extraKafka, p.key, p.adminToken(), opts.extraIngest, opts.extraApply,
+`, brokers, p.topic, opts.partitions, opts.extraKafka, p.key, p.adminToken(), opts.extraIngest, apply,
 		p.targets["a"], dsn("a"), p.listen["a"], opts.extraTarget["a"],
 		p.targets["b"], dsn("b"), p.listen["b"], opts.extraTarget["b"], opts.extraTop)
 	p.config = filepath.Join(p.dir, "sluice.yaml")
@@ -203,7 +237,7 @@ log: {level: info}
 
 // createDatabase makes a fresh database on the cluster of base and returns
 // its DSN; the test's cleanup drops it.
-func createDatabase(t *testing.T, base, name string) string {
+func createDatabase(t testing.TB, base, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -244,7 +278,7 @@ func redact(dsn string) string {
 }
 
 func (p *pipeline) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(sluiceBin, append(args, "--config", p.config)...)
+	cmd := exec.Command(p.bin, append(args, "--config", p.config)...)
 	cmd.Env = append(os.Environ(), "SLUICE_CONFIG=")
 	return cmd
 }
@@ -268,6 +302,9 @@ func (p *pipeline) start(name string, args ...string) *proc {
 	}
 	cmd := p.command(args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if p.prepare != nil {
+		p.prepare(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
@@ -340,9 +377,12 @@ func (p *pipeline) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	topics := []string{"sluice.dlq." + p.targets["a"], "sluice.dlq." + p.targets["b"]}
+	if !p.sharedTopic {
+		topics = append(topics, p.topic)
+	}
 	client := p.kafka()
-	_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{
-		p.topic, "sluice.dlq." + p.targets["a"], "sluice.dlq." + p.targets["b"]}})
+	_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 }
 
 func tail(s string, n int) string {
@@ -354,7 +394,7 @@ func tail(s string, n int) string {
 }
 
 // waitReady polls an ops endpoint's /readyz until it answers 200.
-func waitReady(t *testing.T, pr *proc, addr string, timeout time.Duration) {
+func waitReady(t testing.TB, pr *proc, addr string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -433,7 +473,7 @@ func (p *pipeline) loadgen(args ...string) loadgenResult {
 	return res
 }
 
-func readSet(t *testing.T, path string) map[string]bool {
+func readSet(t testing.TB, path string) map[string]bool {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -558,7 +598,7 @@ func (p *pipeline) kafka() *kafka.Client {
 // metric scrapes one sample from a process's /metrics: name with its label
 // set as it appears, e.g. `sluice_apply_events_total{result="applied",target="a-1"}`;
 // 0 when the series is absent.
-func metric(t *testing.T, addr, series string) float64 {
+func metric(t testing.TB, addr, series string) float64 {
 	t.Helper()
 	v, err := scrape(addr, series)
 	if err != nil {
@@ -610,14 +650,14 @@ func execOutput(ctx context.Context, name string, args ...string) (string, error
 	return string(out), err
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func connect(t *testing.T, dsn string) *pgx.Conn {
+func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -629,7 +669,7 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	return conn
 }
 
-func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
+func mustExec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -638,7 +678,7 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 
 // waitFor polls cond every 100ms until it holds, failing the test after
 // timeout with what it waited for.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

@@ -112,7 +112,7 @@ func holdLock(t *testing.T, dsn string, d time.Duration, stmts ...string) (pid i
 }
 
 // statusOf runs `sluice ctl status TARGET --json`.
-func (p *pipeline) statusOf(t *testing.T, short string) map[string]any {
+func (p *pipeline) statusOf(t testing.TB, short string) map[string]any {
 	t.Helper()
 	out, err := p.command("ctl", "status", p.targets[short], "--json").Output()
 	if err != nil {
