@@ -376,8 +376,9 @@ func markdown(r report) string {
 	b.WriteString("# Performance\n\n")
 	b.WriteString("Written by `make bench` (`internal/benchreport`) from one run on the local stack: every figure\n")
 	b.WriteString("is the median of its runs, and every ratio is against a baseline measured in the same run on\n")
-	b.WriteString("the same records — a raw kafka-go Writer or Reader, a raw `COPY` into a table with the ledger's\n")
-	b.WriteString("key, one applier process — since the machines are shared and noisy. The raw numbers are in\n")
+	b.WriteString("the same records — a raw kafka-go Writer or Reader, a raw `COPY` (pgx's CopyFrom of rows built\n")
+	b.WriteString("beforehand) into a table of the ledger's shape, its key and indexes, one applier process — since\n")
+	b.WriteString("the machines are shared and noisy. The raw numbers are in\n")
 	b.WriteString("[performance.json](performance.json).\n\n")
 	b.WriteString("![ratios](performance-ratios.svg)\n\n")
 	if len(r.IngestScaling) > 0 {
