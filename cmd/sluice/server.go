@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -23,10 +25,17 @@ func newRegistry() *prometheus.Registry {
 }
 
 // opsMux serves what every process serves: /healthz (the process is alive),
-// /readyz (its dependencies answer) and /metrics.
+// /readyz (its dependencies answer) and /metrics; and, with SLUICE_PPROF=1
+// in the environment, Go's profiles under /debug/pprof/ — off by default,
+// since a profile costs CPU and tells what the process holds.
 func opsMux(reg *prometheus.Registry, ready func(context.Context) error) *http.ServeMux {
 	mux := probeMux(ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if os.Getenv("SLUICE_PPROF") == "1" {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
