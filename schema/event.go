@@ -70,7 +70,10 @@ func DecodeEvent(raw []byte) (Event, error) {
 // element of a batch the caller validated whole), which spares a scan.
 func decodeEvent(raw []byte, valid bool) (Event, error) {
 	raw = bytes.TrimSpace(raw)
-	attrs, err := decodeObject(raw, valid)
+	// An event's members fit here, on the stack, unless it has more than a
+	// dozen or so extensions.
+	var room [16]member
+	attrs, err := decodeObject(room[:0], raw, valid)
 	if err != nil {
 		return Event{}, err
 	}
@@ -98,11 +101,12 @@ func decodeEvent(raw []byte, valid bool) (Event, error) {
 }
 
 // decodeObject parses raw as a JSON object, attribute name to raw value.
-func decodeObject(raw []byte, valid bool) (members, error) {
+// The members are appended to ms.
+func decodeObject(ms members, raw []byte, valid bool) (members, error) {
 	if len(raw) == 0 || raw[0] != '{' || (!valid && !validJSON(raw)) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
 	}
-	return objectMembers(raw), nil
+	return objectMembers(ms, raw), nil
 }
 
 // takeString removes the attribute name from attrs and returns its value,

@@ -112,9 +112,8 @@ func (ms members) take(name string) (json.RawMessage, bool) {
 	return v, found
 }
 
-// objectMembers returns the members of the valid JSON object b.
-func objectMembers(b []byte) members {
-	ms := make(members, 0, 12)
+// objectMembers appends the members of the valid JSON object b to ms.
+func objectMembers(ms members, b []byte) members {
 	i := skipSpace(b, skipSpace(b, 0)+1) // past '{'
 	for i < len(b) && b[i] != '}' {
 		end := stringEnd(b, i)
@@ -136,6 +135,9 @@ func objectMembers(b []byte) members {
 // unquote is the value of a valid string literal; most hold no escape and
 // are their own bytes.
 func unquote(lit []byte) string {
+	if string(lit) == `"`+SpecVersion+`"` { // in every event: no copy needed
+		return SpecVersion
+	}
 	if bytes.IndexByte(lit, '\\') < 0 {
 		return string(lit[1 : len(lit)-1])
 	}

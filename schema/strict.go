@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"errors"
 	"unicode/utf8"
 )
@@ -23,6 +24,9 @@ var (
 func checkJSONText(raw []byte) error {
 	if !utf8.Valid(raw) {
 		return errInvalidUTF8
+	}
+	if bytes.IndexByte(raw, '\\') < 0 { // no escape, so no \u escape: most values
+		return nil
 	}
 	inString := false
 	for i := 0; i < len(raw); i++ {
@@ -92,6 +96,18 @@ func hex4(raw []byte, at int) (rune, bool) {
 // checkAttributeString refuses the control characters CloudEvents forbids
 // in a String attribute.
 func checkAttributeString(s string) error {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c <= 0x1F || c == 0x7F:
+			return errControl
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	if ascii { // U+0080–U+009F are two bytes in UTF-8: none here
+		return nil
+	}
 	for _, r := range s {
 		if r <= 0x1F || (r >= 0x7F && r <= 0x9F) {
 			return errControl
