@@ -61,14 +61,14 @@ bench: up ## benchmarks on the local stack, each as a ratio of its raw baseline 
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench BenchmarkDrain -benchtime 1x -count 6 ./consumer/ | tee -a .stack/bench.txt
 	eval "$$($(STACK) env)"; go test -run '^$$' -bench 'BenchmarkDrainReplicas|BenchmarkDrainBacklog|BenchmarkIngestProcess' -benchtime 1x -count 2 -timeout 90m ./e2e/ | tee -a .stack/bench.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20250813145418-2f7363a06fe1 .stack/bench.txt || true
-	go run ./internal/benchreport -in .stack/bench.txt -out docs
+	go run ./internal/benchreport -in .stack/bench.txt -peers .stack/bench-peers.txt -out docs
 
 .PHONY: bench-peers
-bench-peers: up build ## opt-in: Bento v1.20.0 vs sluice apply draining one backlog in the same run; appends to .stack/bench-peers.txt
+bench-peers: up build ## opt-in: Bento v1.20.0 vs sluice apply draining one backlog in the same run; writes .stack/bench-peers.txt, which make bench reports
 	@bento="$$(deploy/bench-peers/bento/build)"; \
 	eval "$$($(STACK) env)"; \
 	SLUICE_PEER_BENTO="$$bento" SLUICE_PEER_SLUICE="$(CURDIR)/bin/sluice" go test -tags benchpeers -run '^$$' \
-	  -bench BenchmarkPeerDrain -benchtime 1x -count $(BENCH_PEERS_COUNT) -timeout 60m ./deploy/bench-peers/ | tee -a .stack/bench-peers.txt
+	  -bench BenchmarkPeerDrain -benchtime 1x -count $(BENCH_PEERS_COUNT) -timeout 60m ./deploy/bench-peers/ | tee .stack/bench-peers.txt
 
 .PHONY: prometheus-check
 prometheus-check: ## promtool: Prometheus config, alert rules and their unit tests

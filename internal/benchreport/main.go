@@ -11,9 +11,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -95,6 +98,8 @@ var comparisons = []struct {
 	{"one batch of 500 with two projections, vs without", "BenchmarkApply/sluice_apply_2_projections", "BenchmarkApply/sluice_apply", 0},
 	{"ingest, 1 request of 100 events at a time (in process)", "BenchmarkPublish/sluice_ingest", "BenchmarkPublish/raw_kafka_go", 0},
 	{"ingest as a process, 64 requests of 100 in flight", "BenchmarkIngestProcess/max/c=64", "BenchmarkIngestProcess/raw_kafka_go/c=64", 0},
+	// From make bench-peers, a run of its own (-peers): both sides measured in it.
+	{"drain of a backlog by `sluice apply`, vs Bento v1.20.0 (make bench-peers)", "BenchmarkPeerDrain/sluice_apply", "BenchmarkPeerDrain/bento", 0},
 }
 
 var concurrencies = []int{1, 4, 8, 16, 64}
@@ -189,16 +194,25 @@ var latencyLoads = []struct {
 
 func main() {
 	in := flag.String("in", ".stack/bench.txt", "go test -bench output")
+	peers := flag.String("peers", "", "output of make bench-peers, read when the file exists (its own run: Bento against sluice apply)")
 	out := flag.String("out", "docs", "directory for performance.md, performance.json and the charts")
 	flag.Parse()
-	f, err := os.Open(*in)
-	if err != nil {
-		fail(err)
-	}
-	results, order, err := parse(f)
-	f.Close()
-	if err != nil {
-		fail(err)
+	results, order := map[string]*result{}, []string(nil)
+	for _, path := range []string{*in, *peers} {
+		f, err := os.Open(path)
+		if path == *peers && (path == "" || errors.Is(err, fs.ErrNotExist)) {
+			continue
+		}
+		if err != nil {
+			fail(err)
+		}
+		more, names, err := parse(f)
+		f.Close()
+		if err != nil {
+			fail(err)
+		}
+		maps.Copy(results, more)
+		order = append(order, names...)
 	}
 	r := build(results, order)
 	fmt.Print(summary(r))
