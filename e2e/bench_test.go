@@ -86,8 +86,13 @@ func BenchmarkIngestProcess(b *testing.B) {
 	requests := max(events/perRequest, 1)
 	// max_in_flight above the publishers: the limit must never be what is
 	// measured (it answers 503 at the limit).
-	p := newPipeline(b, pipelineOptions{binary: benchBinary(b), prepare: dieWithTest,
-		extraIngest: fmt.Sprintf("  max_in_flight: %d", 4*publishers)})
+	extra := fmt.Sprintf("  max_in_flight: %d", 4*publishers)
+	// SLUICE_BENCH_INGEST_LINGER: ingest.linger for this run (default the
+	// configuration's own), to read latency against throughput.
+	if linger := os.Getenv("SLUICE_BENCH_INGEST_LINGER"); linger != "" {
+		extra += "\n  linger: " + linger
+	}
+	p := newPipeline(b, pipelineOptions{binary: benchBinary(b), prepare: dieWithTest, extraIngest: extra})
 	ingest := p.startIngest()
 	publisher := &ingestPublisher{
 		url: "http://" + p.ingestAt + "/v1/events", key: p.key,
