@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,20 +20,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testenv"
 )
 
-// drainBacklog is how many events BenchmarkDrain drains (SLUICE_BENCH_EVENTS).
-func drainBacklog() int {
-	if n, err := strconv.Atoi(os.Getenv("SLUICE_BENCH_EVENTS")); err == nil && n > 0 {
-		return n
-	}
-	return 100_000
-}
-
-// benchEvent is a typical small event: the size and shape the incident's
-// metadata writes had.
-func benchEvent(i int) []byte {
-	return fmt.Appendf(nil, `{"specversion":"1.0","id":"%d","source":"bench/drain","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`, i, i%997, i)
-}
-
 // BenchmarkDrain measures what matters after an outage: how fast a fresh
 // target drains a backlog of N events from the log (one op = the whole
 // backlog, from start to lag 0), against two baselines in the same run on
@@ -43,14 +28,14 @@ func benchEvent(i int) []byte {
 // shape (batches of 500, as many sessions as the applier has; see below).
 func BenchmarkDrain(b *testing.B) {
 	cluster := testenv.Kafka(b)
-	events := drainBacklog()
+	events := testenv.BenchSize(b, "SLUICE_BENCH_EVENTS", 100_000)
 	const partitions = 6
 	topic := testenv.Topic(b, cluster, partitions)
 	ctx := context.Background()
 	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
 	var msgs []kafka.Message
 	for i := range events {
-		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: benchEvent(i)})
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent("", i)})
 		if len(msgs) == 5000 || i == events-1 {
 			if err := w.WriteMessages(ctx, msgs...); err != nil {
 				b.Fatal(err)
@@ -104,7 +89,7 @@ func BenchmarkDrain(b *testing.B) {
 	for from := 0; from < events; from += 500 {
 		recs := make([]targetdb.Record, 0, 500)
 		for i := from; i < min(from+500, events); i++ {
-			rec := targetdb.Decode(kafka.Message{Topic: topic, Partition: i % partitions, Offset: int64(i), Value: benchEvent(i)})
+			rec := targetdb.Decode(kafka.Message{Topic: topic, Partition: i % partitions, Offset: int64(i), Value: testenv.BenchEvent("", i)})
 			row, err := testenv.LedgerRow(rec.Event, rec.Msg.Partition, rec.Msg.Offset)
 			if err != nil {
 				b.Fatal(err)

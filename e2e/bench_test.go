@@ -45,7 +45,7 @@ import (
 // the replicas' start to lag 0, rebalances as the replicas join included:
 // what scaling out after an outage gives.
 func BenchmarkDrainReplicas(b *testing.B) {
-	events := envInt(b, "SLUICE_BENCH_EVENTS", 300_000)
+	events := testenv.BenchSize(b, "SLUICE_BENCH_EVENTS", 300_000)
 	topic := backlogTopic(b, events)
 	for _, replicas := range []int{1, 2, 3} {
 		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
@@ -81,7 +81,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 //     that falls behind shows as latency, not as a slower client.
 func BenchmarkIngestProcess(b *testing.B) {
 	requireServices(b)
-	events := envInt(b, "SLUICE_BENCH_INGEST_EVENTS", 200_000)
+	events := testenv.BenchSize(b, "SLUICE_BENCH_INGEST_EVENTS", 200_000)
 	const perRequest, publishers = 100, 64
 	requests := max(events/perRequest, 1)
 	// max_in_flight above the publishers: the limit must never be what is
@@ -335,13 +335,6 @@ func percentileMs(ds []time.Duration, q float64) float64 {
 	return float64(s[i]) / float64(time.Millisecond)
 }
 
-// benchEvent is a typical small event, the shape consumer's BenchmarkDrain
-// drains: the size the incident's metadata writes had.
-func benchEvent(run string, i int) []byte {
-	return fmt.Appendf(nil, `{"specversion":"1.0","id":"%s-%d","source":"bench/e2e","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`,
-		run, i, i%997, i)
-}
-
 // requestBodies are count batch requests of perRequest events with ids of
 // their own.
 func requestBodies(run string, count, perRequest int) [][]byte {
@@ -353,7 +346,7 @@ func requestBodies(run string, count, perRequest int) [][]byte {
 			if j > 0 {
 				buf.WriteByte(',')
 			}
-			buf.Write(benchEvent(run, i*perRequest+j))
+			buf.Write(testenv.BenchEvent(run+"-", i*perRequest+j))
 		}
 		buf.WriteByte(']')
 		bodies[i] = buf.Bytes()
@@ -369,7 +362,7 @@ func recordBatches(run string, count, perRequest int) [][]kafka.Message {
 		batches[i] = make([]kafka.Message, perRequest)
 		for j := range batches[i] {
 			n := i*perRequest + j
-			batches[i][j] = kafka.Message{Key: fmt.Appendf(nil, "customer-%d", n%997), Value: benchEvent(run, n)}
+			batches[i][j] = kafka.Message{Key: fmt.Appendf(nil, "customer-%d", n%997), Value: testenv.BenchEvent(run+"-", n)}
 		}
 	}
 	return batches
@@ -421,7 +414,7 @@ func backlogTopic(b *testing.B, events int) string {
 			for from := int(next.Add(chunk)) - chunk; from < events && failed.Load() == nil; from = int(next.Add(chunk)) - chunk {
 				msgs = msgs[:0]
 				for i := from; i < min(from+chunk, events); i++ {
-					msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: benchEvent(run, i)})
+					msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent(run+"-", i)})
 				}
 				if err := w.WriteMessages(ctx, msgs...); err != nil {
 					failed.Store(&err)
@@ -507,20 +500,6 @@ func peakRSSMiB(b *testing.B, pr *proc) float64 {
 	}
 	b.Fatalf("%s: no VmHWM in /proc/%d/status", pr.name, pr.cmd.Process.Pid)
 	return 0
-}
-
-// envInt is a positive integer from the environment, else def.
-func envInt(b *testing.B, name string, def int) int {
-	b.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
 }
 
 // backlogSizes are BenchmarkDrainBacklog's backlogs (SLUICE_BENCH_BACKLOGS).

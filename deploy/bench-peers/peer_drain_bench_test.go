@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,21 +28,6 @@ import (
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/internal/testenv"
 )
-
-// backlog is how many events BenchmarkPeerDrain drains
-// (SLUICE_BENCH_EVENTS, as for BenchmarkDrain).
-func backlog() int {
-	if n, err := strconv.Atoi(os.Getenv("SLUICE_BENCH_EVENTS")); err == nil && n > 0 {
-		return n
-	}
-	return 100_000
-}
-
-// benchEvent is the event of consumer/drain_bench_test.go's BenchmarkDrain,
-// byte for byte.
-func benchEvent(i int) []byte {
-	return fmt.Appendf(nil, `{"specversion":"1.0","id":"%d","source":"bench/drain","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`, i, i%997, i)
-}
 
 const (
 	partitions = 6
@@ -86,13 +70,13 @@ func BenchmarkPeerDrain(b *testing.B) {
 	broker := testenv.Require(b, "SLUICE_TEST_KAFKA")
 	bento := bentoBinary(b)
 	sluice := sluiceBinary(b)
-	events := backlog()
+	events := testenv.BenchSize(b, "SLUICE_BENCH_EVENTS", 100_000)
 	topic := testenv.Topic(b, cluster, partitions)
 	ctx := context.Background()
 	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
 	var msgs []kafka.Message
 	for i := range events {
-		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: benchEvent(i)})
+		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent("", i)})
 		if len(msgs) == 5000 || i == events-1 {
 			if err := w.WriteMessages(ctx, msgs...); err != nil {
 				b.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -227,4 +228,27 @@ func LedgerRow(ev schema.Event, partition int, offset int64) ([]any, error) {
 	}
 	return []any{ev.Source, ev.ID, ev.Type, text(ev.Subject), when, text(ev.DataContentType), text(ev.DataSchema),
 		data, dataBase64, ext, int32(partition), offset}, nil
+}
+
+// BenchEvent is the benchmarks' event i: a typical small one, the size and
+// shape the incident's metadata writes had. idPrefix keeps the ids of one
+// run apart from another's ("" for none).
+func BenchEvent(idPrefix string, i int) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":"%s%d","source":"bench/drain","type":"bench.v1","subject":"customer-%d","time":"2025-05-09T14:00:00Z","data":{"amount":%d,"note":"a typical small payload"}}`,
+		idPrefix, i, i%997, i)
+}
+
+// BenchSize is a benchmark's size from the environment variable name, else
+// def; anything but a positive integer there fails tb.
+func BenchSize(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }
