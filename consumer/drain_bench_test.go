@@ -3,7 +3,6 @@ package consumer
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -32,18 +31,7 @@ func BenchmarkDrain(b *testing.B) {
 	const partitions = 6
 	topic := testenv.Topic(b, cluster, partitions)
 	ctx := context.Background()
-	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
-	var msgs []kafka.Message
-	for i := range events {
-		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent("", i)})
-		if len(msgs) == 5000 || i == events-1 {
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				b.Fatal(err)
-			}
-			msgs = msgs[:0]
-		}
-	}
-	w.Close()
+	testenv.WriteBacklog(b, cluster, topic, "", events)
 	b.Logf("backlog: %d events in %d partitions of %s", events, partitions, topic)
 
 	b.Run("raw_reader", func(b *testing.B) {

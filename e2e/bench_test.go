@@ -399,33 +399,7 @@ func backlogTopic(b *testing.B, events int) string {
 	}
 	backlogs.topics[events] = topic // from here on, TestMain deletes it
 	started := time.Now()
-	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
-	defer w.Close()
-	// Chunks of 5,000 records from a few writers at once: a synchronous
-	// writer would otherwise wait out a round trip per chunk.
-	const chunk = 5000
-	run := randomID()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	for range 4 {
-		wg.Go(func() {
-			msgs := make([]kafka.Message, 0, chunk)
-			for from := int(next.Add(chunk)) - chunk; from < events && failed.Load() == nil; from = int(next.Add(chunk)) - chunk {
-				msgs = msgs[:0]
-				for i := from; i < min(from+chunk, events); i++ {
-					msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent(run+"-", i)})
-				}
-				if err := w.WriteMessages(ctx, msgs...); err != nil {
-					failed.Store(&err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatalf("producing the backlog of %s: %v", topic, *err)
-	}
+	testenv.WriteBacklog(b, cluster, topic, randomID()+"-", events)
 	b.Logf("backlog: %d events in 6 partitions of %s, produced in %v", events, topic, time.Since(started).Round(time.Millisecond))
 	return topic
 }

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/internal/testenv"
@@ -73,18 +72,7 @@ func BenchmarkPeerDrain(b *testing.B) {
 	events := testenv.BenchSize(b, "SLUICE_BENCH_EVENTS", 100_000)
 	topic := testenv.Topic(b, cluster, partitions)
 	ctx := context.Background()
-	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
-	var msgs []kafka.Message
-	for i := range events {
-		msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: testenv.BenchEvent("", i)})
-		if len(msgs) == 5000 || i == events-1 {
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				b.Fatal(err)
-			}
-			msgs = msgs[:0]
-		}
-	}
-	w.Close()
+	testenv.WriteBacklog(b, cluster, topic, "", events)
 	b.Logf("backlog: %d events in %d partitions of %s", events, partitions, topic)
 
 	// Each sub-benchmark runs -count times in a row, on the same backlog;

@@ -22,10 +22,13 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/schema"
@@ -251,4 +254,35 @@ func BenchSize(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// WriteBacklog appends BenchEvent(idPrefix, 0…events−1) to topic, keyed by
+// subject, in chunks of 5,000 from a few writers at once: a synchronous
+// writer would otherwise wait out a round trip per chunk.
+func WriteBacklog(tb testing.TB, cluster *kafkaadmin.Cluster, topic, idPrefix string, events int) {
+	tb.Helper()
+	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: topic, BatchSize: 5000, Linger: 10 * time.Millisecond})
+	defer w.Close()
+	const chunk = 5000
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range 4 {
+		wg.Go(func() {
+			msgs := make([]kafka.Message, 0, chunk)
+			for from := int(next.Add(chunk)) - chunk; from < events && failed.Load() == nil; from = int(next.Add(chunk)) - chunk {
+				msgs = msgs[:0]
+				for i := from; i < min(from+chunk, events); i++ {
+					msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "customer-%d", i%997), Value: BenchEvent(idPrefix, i)})
+				}
+				if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+					failed.Store(&err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		tb.Fatalf("producing the backlog of %s: %v", topic, *err)
+	}
 }
