@@ -100,7 +100,13 @@ func (b *breaker) gobreakerChanged(to gobreaker.State) {
 		b.openUntil = b.now().Add(d)
 		b.state = BreakerOpen
 	case gobreaker.StateHalfOpen:
-		b.state = BreakerHalfOpen
+		// gobreaker's token period ends a millisecond after it opens, and
+		// a batch admitted before the opening that fails after that moves
+		// it to half-open. Ours decides: until openUntil it stays open, and
+		// openFor moves it to half-open when the period ends.
+		if b.state != BreakerOpen || !b.now().Before(b.openUntil) {
+			b.state = BreakerHalfOpen
+		}
 	case gobreaker.StateClosed:
 		b.consecutiveOpens = 0
 		b.openUntil = time.Time{}
@@ -123,13 +129,27 @@ func (b *breaker) State() BreakerState {
 }
 
 // openFor reports how much longer the breaker stays open (0 when it is not).
+// Once the open period has ended it turns the breaker half-open: the next
+// batch is the probe.
 func (b *breaker) openFor() (time.Duration, <-chan struct{}) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.state != BreakerOpen {
+		defer b.mu.Unlock()
 		return 0, b.changed
 	}
-	return max(b.openUntil.Sub(b.now()), 0), b.changed
+	if d := b.openUntil.Sub(b.now()); d > 0 {
+		defer b.mu.Unlock()
+		return d, b.changed
+	}
+	b.state = BreakerHalfOpen
+	close(b.changed)
+	b.changed = make(chan struct{})
+	changed := b.changed
+	b.mu.Unlock()
+	if b.onChange != nil {
+		b.onChange(BreakerOpen, BreakerHalfOpen)
+	}
+	return 0, changed
 }
 
 // wait blocks while the breaker is open, returning false if ctx ends first.

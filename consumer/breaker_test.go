@@ -165,3 +165,60 @@ func TestWaitReturnsWhenTheOpenPeriodEnds(t *testing.T) {
 		t.Fatal("wait did not let the worker drop its reader before waiting")
 	}
 }
+
+// TestBatchesInFlightWhenItOpensDoNotCutTheOpenPeriodShort replays a frozen
+// or locked database: every worker's batch fails at about the same moment,
+// so some fail after the breaker has opened. Their failures belong to the
+// period before it opened; they must neither end the open period nor let a
+// probe through before it ends.
+func TestBatchesInFlightWhenItOpensDoNotCutTheOpenPeriodShort(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	b, seen := newTestBreaker(clock)
+	const workers = 6
+	started := make(chan struct{})
+	fail := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			_ = b.do(func() error { started <- struct{}{}; <-fail[i%2]; return errLocked })
+		})
+	}
+	for range workers {
+		<-started
+	}
+	close(fail[0]) // three fail and open it,
+	for b.State() != BreakerOpen {
+		time.Sleep(time.Millisecond)
+	}
+	// gobreaker's own token open period (1ms, on the real clock) passes; ours
+	// (at least half a second, on the fake one) has not. Then the other
+	// three, admitted before it opened, fail.
+	time.Sleep(5 * time.Millisecond)
+	close(fail[1])
+	wg.Wait()
+	if got := b.State(); got != BreakerOpen {
+		t.Fatalf("state %v after %d batches admitted before it opened failed, want open", got, workers)
+	}
+	if err := b.do(func() error { t.Error("a probe ran before the open period ended"); return nil }); !errors.Is(err, errBreakerBusy) {
+		t.Fatalf("a call during the open period: %v", err)
+	}
+	if d, _ := b.openFor(); d < 500*time.Millisecond {
+		t.Fatalf("open for %v more; the first opening lasts at least half a second", d)
+	}
+	expire(clock, b)
+	probing, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() { done <- b.do(func() error { close(probing); <-release; return nil }) }()
+	<-probing
+	if got := b.State(); got != BreakerHalfOpen {
+		t.Fatalf("state %v during the probe, want half-open", got)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed}
+	if fmt.Sprint(*seen) != fmt.Sprint(want) {
+		t.Fatalf("state changes %v, want %v", *seen, want)
+	}
+}
