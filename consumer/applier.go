@@ -103,6 +103,7 @@ func (a *Applier) breakerChanged(from, to BreakerState) {
 	a.report.changed()
 	switch to {
 	case BreakerOpen:
+		a.m.breakerOpenings.Inc()
 		a.log.Warn("breaker open: applying nothing to this target until a probe succeeds",
 			"from", from.String(), "consecutive_failures", a.cfg.TripAfter)
 		a.pool.Reset() // never blocks: idle sessions are closed in the background, and Close waits for them

@@ -15,6 +15,7 @@ type metrics struct {
 	batchDuration                    prometheus.Observer
 	failures                         *prometheus.CounterVec
 	breakerState                     prometheus.Gauge
+	breakerOpenings                  prometheus.Counter
 	paused                           prometheus.Gauge
 	lagMessages                      *prometheus.GaugeVec
 	lagSeconds                       prometheus.Gauge
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 	breaker := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_breaker_state",
 		Help: "Circuit breaker of the target: 0 closed, 1 half-open, 2 open.",
+	}, []string{"target"})
+	openings := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_breaker_openings_total",
+		Help: "Times the target's circuit breaker opened. An opening can last under a second, too short for a scrape of sluice_breaker_state to see.",
 	}, []string{"target"})
 	paused := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_target_paused",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		Help: "Sessions that stalled the target, by what the blocker policy did: ended, reported (report mode), spared (a guard rail kept it), not permitted.",
 	}, []string{"target", "action"})
 	if reg != nil {
-		reg.MustRegister(events, batch, breaker, paused, lagMsgs, lagSecs, failures, retention, batchLimit, ahead, blockers)
+		reg.MustRegister(events, batch, breaker, openings, paused, lagMsgs, lagSecs, failures, retention, batchLimit, ahead, blockers)
 	}
 	// Every series exists from the start, at 0, so that rate() and
 	// increase() see the first event, and dashboards show zero, not "no data".
@@ -80,20 +85,21 @@ func newMetrics(reg prometheus.Registerer, target string) *metrics {
 		failures.WithLabelValues(target, c.String())
 	}
 	return &metrics{
-		applied:       events.WithLabelValues(target, "applied"),
-		duplicate:     events.WithLabelValues(target, "duplicate"),
-		deadLettered:  events.WithLabelValues(target, "dead_lettered"),
-		batchDuration: batch.WithLabelValues(target),
-		failures:      failures,
-		breakerState:  breaker.WithLabelValues(target),
-		paused:        paused.WithLabelValues(target),
-		lagMessages:   lagMsgs,
-		lagSeconds:    lagSecs.WithLabelValues(target),
-		retention:     retention.WithLabelValues(target),
-		batchLimit:    batchLimit.WithLabelValues(target),
-		aheadOfLog:    ahead.WithLabelValues(target),
-		blockers:      blockers.MustCurryWith(prometheus.Labels{"target": target}),
-		target:        target,
+		applied:         events.WithLabelValues(target, "applied"),
+		duplicate:       events.WithLabelValues(target, "duplicate"),
+		deadLettered:    events.WithLabelValues(target, "dead_lettered"),
+		batchDuration:   batch.WithLabelValues(target),
+		failures:        failures,
+		breakerState:    breaker.WithLabelValues(target),
+		breakerOpenings: openings.WithLabelValues(target),
+		paused:          paused.WithLabelValues(target),
+		lagMessages:     lagMsgs,
+		lagSeconds:      lagSecs.WithLabelValues(target),
+		retention:       retention.WithLabelValues(target),
+		batchLimit:      batchLimit.WithLabelValues(target),
+		aheadOfLog:      ahead.WithLabelValues(target),
+		blockers:        blockers.MustCurryWith(prometheus.Labels{"target": target}),
+		target:          target,
 	}
 }
 

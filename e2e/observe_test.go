@@ -65,6 +65,7 @@ func (o *observer) run(ctx context.Context) {
 		lagA := scrapeOr(o.a, fmt.Sprintf(`sluice_consumer_lag_seconds{target=%q}`, o.p.targets["a"]))
 		lagB := scrapeOr(o.b, fmt.Sprintf(`sluice_consumer_lag_seconds{target=%q}`, o.p.targets["b"]))
 		breaker := scrapeOr(o.b, fmt.Sprintf(`sluice_breaker_state{target=%q}`, o.p.targets["b"]))
+		openings := scrapeOr(o.b, fmt.Sprintf(`sluice_breaker_openings_total{target=%q}`, o.p.targets["b"]))
 		failures := scrapeOr(o.b, fmt.Sprintf(`sluice_apply_failures_total{class="retryable",target=%q}`, o.p.targets["b"]))
 
 		sessions, idle := -1, 0
@@ -88,7 +89,7 @@ func (o *observer) run(ctx context.Context) {
 		o.mu.Lock()
 		o.obs.MaxLagA = max(o.obs.MaxLagA, lagA)
 		o.obs.MaxLagB = max(o.obs.MaxLagB, lagB)
-		o.obs.BreakerOpenedB = o.obs.BreakerOpenedB || breaker == 2
+		o.obs.BreakerOpenedB = o.obs.BreakerOpenedB || breaker == 2 || openings > 0
 		o.obs.RetryableFailuresB = max(o.obs.RetryableFailuresB, failures)
 		if sessions >= 0 {
 			o.obs.SamplesWithBDatabase++
