@@ -417,6 +417,12 @@ func waitReady(t testing.TB, pr *proc, addr string, timeout time.Duration) {
 func (p *pipeline) startIngest() *proc {
 	p.t.Helper()
 	p.ingestAt, p.adminAt = testenv.FreeAddr(p.t), testenv.FreeAddr(p.t)
+	return p.restartIngest()
+}
+
+// restartIngest starts ingest on the addresses startIngest chose.
+func (p *pipeline) restartIngest() *proc {
+	p.t.Helper()
 	pr := p.start("ingest", "ingest", "--listen", p.ingestAt, "--admin-listen", p.adminAt)
 	waitReady(p.t, pr, p.adminAt, 60*time.Second) // the public listener may speak TLS
 	return pr
@@ -452,6 +458,7 @@ type loadgenResult struct {
 	Failed         int    `json:"failed"`
 	Non2xx         int    `json:"non_2xx_answers"`
 	Timeouts       int    `json:"timeouts"`
+	Retries        int    `json:"retries"`
 	ids            map[string]bool
 }
 

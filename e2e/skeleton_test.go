@@ -169,6 +169,43 @@ func TestBrokerRestartLosesNoAcceptedEvent(t *testing.T) {
 	}
 }
 
+// TestAKilledIngestLosesNoAcceptedEvent kills ingest with SIGKILL under
+// load (no drain: requests are cut off mid-flight) and starts it again two
+// seconds later. A request cut off got no answer, so its publisher retries
+// it; every event answered 202 must reach both targets, once.
+func TestAKilledIngestLosesNoAcceptedEvent(t *testing.T) {
+	p := newPipeline(t, pipelineOptions{})
+	ingest := p.startIngest()
+	p.startApply("a")
+	p.startApply("b")
+	source := "ingest-killed/" + p.id
+	done := make(chan loadgenResult, 1)
+	go func() {
+		done <- p.loadgen("--source", source, "--events", "15000", "--duplicates", "0.05", "--rate", "1000",
+			"--batch", "20", "--concurrency", "8", "--retries", "40")
+	}()
+	p.waitCount("a", source, 3000, time.Minute)
+	ingest.kill()
+	time.Sleep(2 * time.Second)
+	p.restartIngest()
+	res := <-done
+	t.Logf("loadgen: %d accepted (%d unique), %d retries, %d non-2xx answers, %d failed",
+		res.Accepted, res.UniqueAccepted, res.Retries, res.Non2xx, res.Failed)
+	if res.Retries == 0 {
+		t.Error("no request was retried across a killed ingest: was it killed under load?")
+	}
+	if res.Failed != 0 || res.Rejected != 0 {
+		t.Errorf("%d events failed and %d were rejected, though ingest came back", res.Failed, res.Rejected)
+	}
+	for _, target := range []string{"a", "b"} {
+		p.waitCount(target, source, res.UniqueAccepted, 2*time.Minute)
+		got, rows := p.ids(target, source)
+		if err := sameSet(res.ids, got); err != nil || rows != res.UniqueAccepted {
+			t.Errorf("target %s holds %d rows (%v); want the %d accepted events once each", target, rows, err, res.UniqueAccepted)
+		}
+	}
+}
+
 // TestBadInputIsRefusedAndAppendsNothing sends every kind of bad request to
 // a real ingest and checks both the answer and that the topic stays empty.
 func TestBadInputIsRefusedAndAppendsNothing(t *testing.T) {
