@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
+// Faults of a service that neither fails nor stops cleanly.
+//
 // A frozen service (SIGSTOP: a VM paused, a process stuck in the kernel, a
 // network that drops without resetting) keeps its sockets open and answers
 // nothing. No error arrives to act on; only deadlines find it. These tests
@@ -104,6 +110,59 @@ func TestAFrozenBrokerAnswersInTimeAndLosesNothing(t *testing.T) {
 			t.Errorf("target %s still lags %d messages", short, lag)
 		}
 	}
+}
+
+// TestACrashedBackendOfBIsRecoveredFrom kills one of the applier's
+// PostgreSQL backends on B with SIGKILL, three times under load. A backend
+// that dies so makes the postmaster end every session and replay its WAL
+// (crash recovery): B is gone for a moment, and every transaction in flight
+// is lost. Nothing committed may be lost or applied twice, ingest and A must
+// not notice, and B must catch up on its own.
+func TestACrashedBackendOfBIsRecoveredFrom(t *testing.T) {
+	f := startFaultRun(t, 400, 30*time.Second)
+	appB, dbB := "sluice-apply-"+f.p.targets["b"], "sluice_test_"+f.p.id
+	for i, at := range []time.Duration{5 * time.Second, 12 * time.Second, 19 * time.Second} {
+		f.at(at)
+		pid := sluiceBackend(t, f.p.svc.pgB, appB, dbB)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 backend %d: %v", pid, err)
+		}
+		t.Logf("crash %d: killed B's backend %d", i+1, pid)
+	}
+	catchUp := waitMetricBelow(t, f.b, fmt.Sprintf(`sluice_consumer_lag_seconds{target=%q}`, f.p.targets["b"]), 1, 2*time.Minute)
+	res, obs := f.finish(t)
+	if !f.b.running() {
+		t.Error("B's applier exited over a crash of its database")
+	}
+	record(t, "fault-crashed-backend", map[string]any{
+		"crashes": 3, "catch_up_seconds": catchUp.Seconds(), "events_accepted": res.Accepted,
+		"non_2xx": res.Non2xx, "timeouts": res.Timeouts, "observed": obs,
+	})
+}
+
+// sluiceBackend waits up to 10s for a backend of the applier on dsn's
+// cluster and returns its pid.
+func sluiceBackend(t *testing.T, dsn, app, db string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			var pid int
+			err = conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE application_name = $1 AND datname = $2 ORDER BY backend_start LIMIT 1`, app, db).Scan(&pid)
+			conn.Close(context.Background())
+			if err == nil {
+				cancel()
+				return pid
+			}
+		}
+		cancel()
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no session of %s on %s in 10s", app, db)
+	return 0
 }
 
 // freeze stops every process of a service of the local stack with SIGSTOP
