@@ -82,7 +82,15 @@ func TestAFrozenBrokerAnswersInTimeAndLosesNothing(t *testing.T) {
 	}()
 	p.waitCount("a", source, rate*3, time.Minute)
 	freeze(t, p.svc.stack, "kafka")
-	time.Sleep(15 * time.Second)
+	frozenAt := time.Now()
+	// An operator's first look: ctl status must answer, not hang on the broker.
+	began := time.Now()
+	out, err := p.command("ctl", "status", p.targets["b"]).CombinedOutput()
+	t.Logf("ctl status with the broker frozen took %v (%v):\n%s", time.Since(began).Round(time.Millisecond), err, out)
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("ctl status took %v with the broker frozen", took)
+	}
+	time.Sleep(time.Until(frozenAt.Add(15 * time.Second)))
 	thaw(t, p.svc.stack, "kafka")
 
 	res := <-load
