@@ -48,6 +48,7 @@ func TestAFrozenTargetClusterIsLagOnlyThere(t *testing.T) {
 	t.Logf("ctl status answered in %v with B frozen: breaker %v, database error %q", statusTook.Round(time.Millisecond), view["breaker"], view["database_error"])
 
 	time.Sleep(time.Until(frozenAt.Add(25 * time.Second)))
+	f.obs.excuseIdle(3 * time.Second) // the timeouts that fell due while B was frozen run now
 	thaw(t, f.p.svc.stack, "pg", "b")
 	frozeFor := time.Since(frozenAt)
 	if !f.b.running() {

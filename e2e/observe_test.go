@@ -32,6 +32,19 @@ type observer struct {
 	obs    observation
 	// idleTimeout is the applier's idle_in_transaction_session_timeout.
 	idleTimeout time.Duration
+	// idleExcusedUntil: sessions idle in transaction past the timeout are
+	// not counted before it (see excuseIdle).
+	idleExcusedUntil time.Time
+}
+
+// excuseIdle stops counting sessions idle in transaction past their timeout
+// for d. A thawed server has not yet run the timeouts that fell due while it
+// was frozen: for a moment its sessions show idle for as long as it was
+// frozen, and that is no fault of the applier's.
+func (o *observer) excuseIdle(d time.Duration) {
+	o.mu.Lock()
+	o.idleExcusedUntil = time.Now().Add(d)
+	o.mu.Unlock()
 }
 
 func (p *pipeline) observe(a, b *applier) *observer {
@@ -94,7 +107,9 @@ func (o *observer) run(ctx context.Context) {
 		if sessions >= 0 {
 			o.obs.SamplesWithBDatabase++
 			o.obs.MaxSessionsB = max(o.obs.MaxSessionsB, sessions)
-			o.obs.IdlePastTimeoutB += idle
+			if time.Now().After(o.idleExcusedUntil) {
+				o.obs.IdlePastTimeoutB += idle
+			}
 		}
 		o.mu.Unlock()
 	}
