@@ -173,16 +173,37 @@ func AsApplication(t testing.TB, dsn string) string {
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s", role, cc.Password, cc.Host, cc.Port, cc.Database)
 }
 
+// handedOut holds every address FreeAddr returned in this process.
+var handedOut struct {
+	sync.Mutex
+	addrs map[string]bool
+}
+
 // FreeAddr returns a loopback address no one listens on now, for a process
-// the test starts.
+// the test starts. The kernel may offer a port it offered a moment ago,
+// before the process given it binds it (two replicas started at once were
+// given one port): FreeAddr never returns an address twice.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.addrs == nil {
+		handedOut.addrs = map[string]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no loopback port that was not handed out already in 100 tries")
+	return ""
 }
 
 // ConnAs opens a session on dsn named application in pg_stat_activity,
