@@ -236,9 +236,9 @@ func (w *blockerWatch) check(ctx context.Context, conn *pgx.Conn) error {
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	also := make([]int, 0, len(w.seen))
-	for pid := range w.seen {
-		also = append(also, pid)
+	also := make([]targetdb.Blocker, 0, len(w.seen))
+	for _, b := range w.seen {
+		also = append(also, b)
 	}
 	found, err := targetdb.BlockersOf(qctx, conn, kafkaadmin.GroupID(w.a.cfg.Target), also)
 	if err != nil {

@@ -53,13 +53,17 @@ func (b Blocker) IdleInTransaction() bool {
 
 // blockersOf walks the chains of lock waits up from the sessions of an
 // application (and from sessions seen in such a chain before, which may
-// hold it up again when it next tries), 8 links deep at most: a deadlock
-// is a cycle.
+// hold it up again when it next tries — but only while they are still in
+// the transaction they were seen in: a pid that has moved on to another
+// transaction starts no chain, or a session it now waits on, which never
+// held up the application, would be taken for a blocker), 8 links deep at
+// most: a deadlock is a cycle.
 const blockersOf = `
 WITH RECURSIVE chain(pid, depth) AS (
 	SELECT bp, 1 FROM pg_stat_activity w, unnest(pg_blocking_pids(w.pid)) AS bp WHERE w.application_name = $1
 	UNION
-	SELECT p, 1 FROM unnest($2::int[]) AS p
+	SELECT s.p, 1 FROM unnest($2::int[], $3::timestamptz[]) AS s(p, x)
+	JOIN pg_stat_activity a ON a.pid = s.p AND a.xact_start = s.x
 	UNION
 	SELECT bp, c.depth + 1 FROM chain c, unnest(pg_blocking_pids(c.pid)) AS bp WHERE c.depth < 8
 )
@@ -76,14 +80,15 @@ LEFT JOIN pg_roles r ON r.rolname = a.usename
 WHERE a.pid <> pg_backend_pid() AND a.application_name IS DISTINCT FROM $1`
 
 // BlockersOf returns the sessions in the chains of lock waits that hold up
-// the sessions named application, and the sessions of also (still there)
-// with theirs.
-func BlockersOf(ctx context.Context, conn *pgx.Conn, application string, also []int) ([]Blocker, error) {
+// the sessions named application, and the sessions of also that are still
+// in the transaction they were seen in (XactStart) with theirs.
+func BlockersOf(ctx context.Context, conn *pgx.Conn, application string, also []Blocker) ([]Blocker, error) {
 	pids := make([]int32, len(also))
-	for i, p := range also {
-		pids[i] = int32(p)
+	xacts := make([]time.Time, len(also))
+	for i, b := range also {
+		pids[i], xacts[i] = int32(b.PID), b.XactStart
 	}
-	rows, err := conn.Query(ctx, blockersOf, application, pids)
+	rows, err := conn.Query(ctx, blockersOf, application, pids, xacts)
 	if err != nil {
 		return nil, fmt.Errorf("find blocking sessions: %w", err)
 	}

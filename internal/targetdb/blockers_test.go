@@ -69,7 +69,7 @@ func TestBlockersOfFollowsTheChainToTheIdleHolder(t *testing.T) {
 
 	// A session remembered from before is reported while it exists, even
 	// once nothing waits for it.
-	again, err := BlockersOf(ctx, probe, "nobody-waits", []int{idle.PID})
+	again, err := BlockersOf(ctx, probe, "nobody-waits", []Blocker{idle})
 	if err != nil || len(again) != 1 || again[0].PID != idle.PID {
 		t.Fatalf("a remembered holder: %+v, %v", again, err)
 	}
@@ -123,7 +123,11 @@ func TestTheApplicationRoleLacksTheRolesToActOnOthers(t *testing.T) {
 	if _, err := victim.Exec(ctx, `BEGIN; SELECT * FROM sluice_offsets FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
-	seen, err := BlockersOf(ctx, testenv.Conn(t, dsn), "nobody", []int{int(victim.PgConn().PID())})
+	var xact time.Time
+	if err := testenv.Conn(t, dsn).QueryRow(ctx, `SELECT xact_start FROM pg_stat_activity WHERE pid = $1`, victim.PgConn().PID()).Scan(&xact); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := BlockersOf(ctx, testenv.Conn(t, dsn), "nobody", []Blocker{{PID: int(victim.PgConn().PID()), XactStart: xact}})
 	if err != nil || len(seen) != 1 || !seen[0].IdleInTransaction() {
 		t.Fatalf("%+v %v", seen, err)
 	}
@@ -133,5 +137,71 @@ func TestTheApplicationRoleLacksTheRolesToActOnOthers(t *testing.T) {
 	var alive bool
 	if err := testenv.Conn(t, dsn).QueryRow(ctx, `SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1`, seen[0].PID).Scan(&alive); err != nil || !alive {
 		t.Fatalf("the session was ended after all: %v", err)
+	}
+}
+
+// TestARememberedSessionInANewTransactionStartsNoChain: a session seen
+// blocking the applier commits, and in a new transaction waits on an
+// unrelated idle one. The unrelated session never held up the applier and
+// must not be named (nor ended by the blocker policy).
+func TestARememberedSessionInANewTransactionStartsNoChain(t *testing.T) {
+	dsn := testenv.Database(t)
+	ctx := context.Background()
+	probe := testenv.Conn(t, dsn)
+	if _, err := probe.Exec(ctx, `CREATE TABLE unrelated (id int PRIMARY KEY); INSERT INTO unrelated VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	formerBlocker := testenv.ConnAs(t, dsn, "former-blocker")
+	if _, err := formerBlocker.Exec(ctx, `BEGIN; SELECT * FROM sluice_offsets FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	var remembered Blocker
+	if err := probe.QueryRow(ctx, `SELECT pid, xact_start FROM pg_stat_activity WHERE application_name = 'former-blocker'`).
+		Scan(&remembered.PID, &remembered.XactStart); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := BlockersOf(ctx, probe, "nobody", []Blocker{remembered}); err != nil || len(again) != 1 {
+		t.Fatalf("the remembered session in its transaction: %+v, %v; want it named", again, err)
+	}
+
+	unrelated := testenv.ConnAs(t, dsn, "unrelated-idle")
+	if _, err := unrelated.Exec(ctx, `BEGIN; UPDATE unrelated SET id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := formerBlocker.Exec(ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := formerBlocker.Exec(ctx, `SET lock_timeout = '20s'; BEGIN; UPDATE unrelated SET id = 1; ROLLBACK`)
+		waiting <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waits bool
+		if err := probe.QueryRow(ctx, `SELECT wait_event_type IS NOT DISTINCT FROM 'Lock' FROM pg_stat_activity WHERE pid = $1`,
+			remembered.PID).Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the former blocker never waited on the unrelated session")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	found, err := BlockersOf(ctx, probe, "nobody", []Blocker{remembered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 0 {
+		t.Errorf("named %+v: the remembered pid is in another transaction now, and what it waits on never held up the applier", found)
+	}
+	if _, err := unrelated.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
 	}
 }
