@@ -232,6 +232,7 @@ type projectionConfig struct {
 	SQL     string   `yaml:"sql"`
 	SQLFile string   `yaml:"sql_file"`
 	Reset   string   `yaml:"reset"`
+	Tables  []string `yaml:"tables"`
 }
 
 type logConfig struct {
@@ -515,7 +516,7 @@ func (c *config) projections(t targetConfig) ([]targetdb.Projection, error) {
 			}
 			sql = string(b)
 		}
-		out[i] = targetdb.Projection{Name: p.Name, Types: p.Types, SQL: sql, Reset: p.Reset}
+		out[i] = targetdb.Projection{Name: p.Name, Types: p.Types, SQL: sql, Reset: p.Reset, Tables: p.Tables}
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -114,7 +115,13 @@ func runCtlRebuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer ops.Close()
 	fmt.Fprintf(stderr, "rebuilding %s from its own ledger; readers see the old state until it commits, and the applier waits meanwhile\n", names[0])
+	var rebuilt []string
 	n, err := ops.Rebuild(ctx, names[0], only, func(p targetdb.RebuildProgress) {
+		if p.Done == 0 {
+			rebuilt = p.Projections
+			fmt.Fprintf(stderr, "  projections: %s\n", strings.Join(p.Projections, ", "))
+			return
+		}
 		eta := "?"
 		if p.Done > 0 {
 			eta = (time.Duration(float64(p.Elapsed) * float64(p.Total-p.Done) / float64(p.Done))).Round(time.Second).String()
@@ -126,6 +133,10 @@ func runCtlRebuild(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "target %s: rebuilt from %d ledger events\n", names[0], n)
+	fmt.Fprintf(stdout, "target %s: rebuilt %s from %d ledger events\n", names[0], strings.Join(rebuilt, ", "), n)
+	if only != "" && len(rebuilt) > 1 {
+		fmt.Fprintf(stdout, "  %s's reset changed the tables of %s, so they were rebuilt too\n", only,
+			strings.Join(slices.DeleteFunc(slices.Clone(rebuilt), func(n string) bool { return n == only }), ", "))
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +32,15 @@ type Projection struct {
 	// SQL is the statement.
 	SQL string
 	// Reset, for a rebuild, empties what the projection writes (for
-	// example DELETE FROM customers). Without it the projection cannot be
-	// rebuilt.
+	// example DELETE FROM customers). Default: DELETE FROM each of Tables.
+	// A rebuild checks what a reset really changed (see Rebuild).
 	Reset string
+	// Tables are the tables the projection writes ("clients" or
+	// "shop.clients"). Default: the tables its SQL names after INSERT INTO,
+	// UPDATE, DELETE FROM and MERGE INTO. Locks on them are diagnosed like
+	// locks on the ledger (ctl status, the blocker policy), and a rebuild
+	// that empties them rebuilds the projection.
+	Tables []string
 }
 
 // ErrBadProjection is returned (wrapped) by CompileProjections for a
@@ -102,6 +109,17 @@ func CompileProjections(defs []Projection, observe func(ProjectionResult)) (*Pro
 				c.exact = append(c.exact, t)
 			}
 		}
+		if len(c.Tables) == 0 {
+			c.Tables = WrittenTables(d.SQL)
+		}
+		for _, t := range c.Tables {
+			if !tableName.MatchString(t) {
+				return nil, fmt.Errorf("%w: %s: table %q: give a table name, optionally schema-qualified (schema.table)", ErrBadProjection, d.Name, t)
+			}
+		}
+		if c.Reset == "" && len(c.Tables) > 0 {
+			c.Reset = "DELETE FROM " + strings.Join(c.Tables, "; DELETE FROM ")
+		}
 		stmt, err := withBatch(d.SQL, len(d.Types) == 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadProjection, d.Name, err)
@@ -110,6 +128,48 @@ func CompileProjections(defs []Projection, observe func(ProjectionResult)) (*Pro
 		ps.list = append(ps.list, c)
 	}
 	return ps, nil
+}
+
+// tableName is a table name as a projection declares it: a plain or
+// schema-qualified identifier, lower-case as PostgreSQL folds it.
+var tableName = regexp.MustCompile(`^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$`)
+
+// writes finds the targets of INSERT INTO, UPDATE, DELETE FROM and MERGE
+// INTO, quoted or not, schema-qualified or not.
+var writes = regexp.MustCompile(`(?is)\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|MERGE\s+INTO)\s+(?:ONLY\s+)?((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)`)
+
+// WrittenTables lists, in order and once each, the tables sql writes by
+// name: the default of a projection's Tables. "ON CONFLICT … DO UPDATE SET"
+// names no table and is not taken for one.
+func WrittenTables(sql string) []string {
+	var out []string
+	for _, m := range writes.FindAllStringSubmatch(sql, -1) {
+		name := strings.Join(strings.Fields(m[1]), "")
+		if !strings.Contains(name, `"`) {
+			name = strings.ToLower(name)
+		}
+		name = strings.ReplaceAll(name, `"`, "")
+		if strings.EqualFold(name, "set") || slices.Contains(out, name) {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// Tables lists the tables every projection writes, once each, in order.
+func (ps *Projections) Tables() []string {
+	var out []string
+	if ps != nil {
+		for _, c := range ps.list {
+			for _, t := range c.Tables {
+				if !slices.Contains(out, t) {
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func likeEscape(s string) string {

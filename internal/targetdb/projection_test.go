@@ -255,8 +255,9 @@ func TestRebuildGivesWhatAFreshTargetReplayingTheLogGets(t *testing.T) {
 	if err != nil || n != 300 {
 		t.Fatalf("rebuild: %d events, %v", n, err)
 	}
-	if len(reports) != 5 || reports[4].Done != 300 || reports[4].Total != 300 {
-		t.Fatalf("progress %+v, want 5 reports ending at 300/300", reports)
+	if len(reports) != 6 || reports[0].Done != 0 || strings.Join(reports[0].Projections, ",") != "customers" ||
+		reports[5].Done != 300 || reports[5].Total != 300 {
+		t.Fatalf("progress %+v, want the projections named, then 5 reports ending at 300/300", reports)
 	}
 	if got, want := snapshot(live), snapshot(fresh); got != want {
 		t.Fatalf("rebuilt table differs from a fresh replay:\n%s\nwant\n%s", got, want)
@@ -264,7 +265,86 @@ func TestRebuildGivesWhatAFreshTargetReplayingTheLogGets(t *testing.T) {
 	if !strings.Contains(snapshot(live), "N299") {
 		t.Fatal("the rebuild did not use the new SQL")
 	}
-	if _, err := Rebuild(context.Background(), nil, old, "customers", 0, nil); !errors.Is(err, ErrNoReset) {
-		t.Fatalf("rebuild of a projection without reset: %v, want ErrNoReset", err)
+	opaque, _ := CompileProjections([]Projection{{Name: "opaque", SQL: "SELECT apply_somewhere(id) FROM batch"}}, nil)
+	if _, err := Rebuild(context.Background(), nil, opaque, "opaque", 0, nil); !errors.Is(err, ErrNoReset) {
+		t.Fatalf("rebuild of a projection that names no table and has no reset: %v, want ErrNoReset", err)
+	}
+}
+
+func TestWrittenTablesAreTheTargetsOfTheStatementsWrites(t *testing.T) {
+	cases := []struct{ name, sql, want string }{
+		{"an upsert names its table once, not its SET", "INSERT INTO clients AS c (id) SELECT subject FROM batch ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id", "clients"},
+		{"a schema-qualified, quoted table", `insert into shop."Orders" (id) select id from batch`, "shop.Orders"},
+		{"data-modifying WITH clauses", "WITH d AS (DELETE FROM carts USING batch b WHERE carts.id = b.subject) UPDATE ONLY stock SET n = n - 1", "carts,stock"},
+		{"a merge", "MERGE INTO balances b USING batch ON b.id = batch.subject WHEN MATCHED THEN UPDATE SET n = 1", "balances"},
+		{"a statement that writes through a function", "SELECT apply_somewhere(id) FROM batch", ""},
+	}
+	for _, c := range cases {
+		if got := strings.Join(WrittenTables(c.sql), ","); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestARebuildNeverDestroysWhatItDoesNotRebuild is the shop example's v2:
+// clients' reset must also empty client_emails (a foreign key points at
+// clients), a projection of its own with no reset. Rebuilding clients alone
+// must rebuild client_emails too, never leave it empty.
+func TestARebuildNeverDestroysWhatItDoesNotRebuild(t *testing.T) {
+	dsn := testenv.Database(t)
+	conn := testenv.Conn(t, dsn)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `
+		CREATE TABLE clients (client_id text PRIMARY KEY, display_name text, changes bigint NOT NULL DEFAULT 0);
+		CREATE TABLE client_emails (client_id text PRIMARY KEY REFERENCES clients (client_id), email text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := NewPool(dsn, Session{ApplicationName: "sluice-test"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	defs := []Projection{
+		{Name: "clients", SQL: `INSERT INTO clients AS c (client_id, changes) SELECT subject, count(*) FROM batch GROUP BY subject
+			ON CONFLICT (client_id) DO UPDATE SET changes = c.changes + EXCLUDED.changes`,
+			Reset: "DELETE FROM client_emails; DELETE FROM clients"},
+		{Name: "client_emails", SQL: `INSERT INTO client_emails AS e (client_id, email)
+			SELECT DISTINCT ON (subject) subject, data->>'email' FROM batch WHERE data ? 'email' ORDER BY subject, kafka_offset DESC
+			ON CONFLICT (client_id) DO UPDATE SET email = EXCLUDED.email`},
+	}
+	ps, err := CompileProjections(defs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []Record
+	for i := range 60 {
+		events = append(events, event(int64(i), fmt.Sprintf("c%d", i%7), fmt.Sprintf("e%d", i), "customer.email_changed", fmt.Sprintf(`{"email":"m%d"}`, i)))
+	}
+	if _, err := applyAll(t, pool, ps, events); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		var s string
+		if err := conn.QueryRow(ctx, `SELECT coalesce(string_agg(c.client_id || ':' || c.changes || ':' || coalesce(e.email, '-'), ' ' ORDER BY c.client_id), '')
+			FROM clients c LEFT JOIN client_emails e USING (client_id)`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := snapshot()
+	var reports []RebuildProgress
+	rc, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Release()
+	if _, err := Rebuild(ctx, rc.Conn(), ps, "clients", 16, func(p RebuildProgress) { reports = append(reports, p) }); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(); after != before || !strings.Contains(after, "@") && !strings.Contains(after, ":m") {
+		t.Fatalf("after rebuilding clients: %s\nbefore: %s", after, before)
+	}
+	if got := strings.Join(reports[0].Projections, ","); got != "clients,client_emails" {
+		t.Errorf("rebuilt %q; client_emails' table was emptied by clients' reset, so it must be rebuilt too", got)
 	}
 }

@@ -55,12 +55,42 @@ func DryRun(ctx context.Context, conn *pgx.Conn, ps *Projections, n int) ([]Proj
 type RebuildProgress struct {
 	Done, Total int64
 	Elapsed     time.Duration
+	// Projections are the projections being rebuilt: those asked for and
+	// those whose tables their resets changed.
+	Projections []string
+}
+
+// writtenByThisTransaction lists the tables the session's transaction has
+// written so far (deletes, updates, inserts, truncates — its own, a
+// foreign key's cascade's, a trigger's): those it holds a lock on that
+// only writing takes.
+const writtenByThisTransaction = `
+SELECT DISTINCT n.nspname, c.relname
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+  AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+  AND c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg_temp%'`
+
+// owns reports whether table (as pg_class names it) is one of c's Tables.
+func (c compiled) owns(schema, table string) bool {
+	for _, t := range c.Tables {
+		if t == table || t == schema+"."+table {
+			return true
+		}
+	}
+	return false
 }
 
 // Rebuild recomputes projection only (every projection with a Reset, when
 // only is empty) from the target's own ledger, without Kafka: in one
 // transaction, it empties what the projection wrote (its Reset) and runs it
-// over every ledger event in log order, chunk by chunk. Readers keep seeing
+// over every ledger event in log order, chunk by chunk. A reset never
+// destroys what is not rebuilt: when a reset changed a table another
+// projection writes (a reset that names it, a foreign key's cascade, a
+// trigger), that projection is reset and rebuilt too, in its place in the
+// order; if it cannot be (no reset), nothing is done. Readers keep seeing
 // the old state until the new one commits whole. The transaction holds the
 // rebuild lock, so the target's applier waits (its lag grows) and resumes
 // after it, with no gap. progress is called after every chunk.
@@ -97,10 +127,12 @@ func Rebuild(ctx context.Context, conn *pgx.Conn, ps *Projections, only string, 
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, rebuildLock); err != nil {
 			return fmt.Errorf("take the rebuild lock: %w", err)
 		}
-		for _, c := range todo {
-			if _, err := tx.Exec(ctx, c.Reset); err != nil {
-				return &ProjectionError{Projection: c.Name, Err: fmt.Errorf("reset: %w", err)}
-			}
+		todo, err := resetAll(ctx, tx, ps, todo)
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(RebuildProgress{Total: total, Projections: (&Projections{list: todo}).Names()})
 		}
 		if _, err := tx.Exec(ctx, `DECLARE sluice_rebuild NO SCROLL CURSOR FOR `+ledgerInLogOrder); err != nil {
 			return err
@@ -129,9 +161,59 @@ func Rebuild(ctx context.Context, conn *pgx.Conn, ps *Projections, only string, 
 			}
 			done += int64(len(values))
 			if progress != nil {
-				progress(RebuildProgress{Done: done, Total: total, Elapsed: time.Since(began)})
+				progress(RebuildProgress{Done: done, Total: total, Elapsed: time.Since(began), Projections: rebuilding.Names()})
 			}
 		}
 	})
 	return done, err
+}
+
+// resetAll runs the resets of todo in tx, then of every projection whose
+// tables they changed, until no reset changes the tables of a projection
+// left out. It returns what must be rebuilt, in the projections' order.
+func resetAll(ctx context.Context, tx pgx.Tx, ps *Projections, todo []compiled) ([]compiled, error) {
+	included := map[string]bool{}
+	for _, c := range todo {
+		included[c.Name] = true
+	}
+	for pending := todo; len(pending) > 0; {
+		for _, c := range pending {
+			if _, err := tx.Exec(ctx, c.Reset); err != nil {
+				return nil, &ProjectionError{Projection: c.Name, Err: fmt.Errorf("reset: %w", err)}
+			}
+		}
+		rows, err := tx.Query(ctx, writtenByThisTransaction)
+		if err != nil {
+			return nil, err
+		}
+		written, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Schema, Table string }])
+		if err != nil {
+			return nil, err
+		}
+		pending = nil
+		for _, c := range ps.list {
+			if included[c.Name] {
+				continue
+			}
+			for _, w := range written {
+				if !c.owns(w.Schema, w.Table) {
+					continue
+				}
+				if c.Reset == "" {
+					return nil, fmt.Errorf("%w: the reset changed %s.%s, which projection %s writes and cannot rebuild; "+
+						"give %s a reset (or tables), or rebuild every projection", ErrNoReset, w.Schema, w.Table, c.Name, c.Name)
+				}
+				included[c.Name] = true
+				pending = append(pending, c)
+				break
+			}
+		}
+	}
+	var out []compiled
+	for _, c := range ps.list {
+		if included[c.Name] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
