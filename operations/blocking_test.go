@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ func TestBlockingSessionsNamesTheStaleLockHolder(t *testing.T) {
 
 	probe := testenv.Conn(t, dsn)
 	// Before the transaction is a second old, it is not reported.
-	early, err := BlockingSessions(ctx, probe, target, 2*time.Second)
+	early, err := BlockingSessions(ctx, probe, Target{Name: target}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestBlockingSessionsNamesTheStaleLockHolder(t *testing.T) {
 		waiting <- err
 	}()
 	time.Sleep(1200 * time.Millisecond)
-	found, err := BlockingSessions(ctx, probe, target, time.Second)
+	found, err := BlockingSessions(ctx, probe, Target{Name: target}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +74,51 @@ func TestBlockingSessionsNamesTheStaleLockHolder(t *testing.T) {
 	_ = tx.Rollback(ctx)
 	if err := <-waiting; err != nil {
 		t.Fatalf("the applier's write failed after the holder let go: %v", err)
+	}
+}
+
+// TestALockOnAProjectionsTableIsNamed: the incident's open transaction held
+// locks on the application's tables, which projections write. While the
+// breaker is open none of the applier's sessions waits, so the holder must
+// be found by the tables the projections write, schema-qualified or not;
+// a lock on a table no projection writes is not the target's business.
+func TestALockOnAProjectionsTableIsNamed(t *testing.T) {
+	dsn := testenv.Database(t)
+	ctx := context.Background()
+	setup := testenv.Conn(t, dsn)
+	if _, err := setup.Exec(ctx, `CREATE SCHEMA shop; CREATE TABLE clients (id text PRIMARY KEY);
+		CREATE TABLE shop.orders (id text PRIMARY KEY); CREATE TABLE audit (id text)`); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := targetdb.CompileProjections([]targetdb.Projection{
+		{Name: "clients", SQL: "INSERT INTO clients (id) SELECT subject FROM batch ON CONFLICT DO NOTHING"},
+		{Name: "orders", SQL: "SELECT 1", Tables: []string{"shop.orders"}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := Target{Name: "t" + testenv.ID(), Projections: ps}
+	hold := func(app, stmt string) int {
+		conn := testenv.ConnAs(t, dsn, app)
+		if _, err := conn.Exec(ctx, "BEGIN; "+stmt); err != nil {
+			t.Fatal(err)
+		}
+		return int(conn.PgConn().PID())
+	}
+	clients := hold("stale-writer", `UPDATE clients SET id = id; LOCK TABLE clients IN SHARE MODE`)
+	orders := hold("migration", `LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE`)
+	hold("auditor", `LOCK TABLE audit IN ACCESS EXCLUSIVE MODE`)
+	time.Sleep(1100 * time.Millisecond)
+
+	found, err := BlockingSessions(ctx, testenv.Conn(t, dsn), target, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := map[int]string{}
+	for _, b := range found {
+		why[b.PID] = b.Why
+	}
+	if len(found) != 2 || !strings.Contains(why[clients], "on clients") || !strings.Contains(why[orders], "AccessExclusiveLock on orders") {
+		t.Fatalf("found %+v; want the holders of clients (pid %d) and shop.orders (pid %d), not the auditor", found, clients, orders)
 	}
 }

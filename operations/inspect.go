@@ -58,8 +58,9 @@ type BlockingSession struct {
 }
 
 // blockingSessions finds sessions that block the target's appliers now, and
-// sessions that are not ours holding or awaiting a lock on sluice's tables in
-// a transaction older than the threshold: while the breaker is open none of
+// sessions that are not ours holding or awaiting a lock on the tables the
+// applier writes — sluice's own and its projections' ($3) — in a
+// transaction older than the threshold: while the breaker is open none of
 // our sessions waits, yet the culprit must still be named.
 const blockingSessions = `
 WITH reasons AS (
@@ -70,8 +71,9 @@ WITH reasons AS (
 	SELECT l.pid, CASE WHEN l.granted THEN 'holds ' ELSE 'waits for ' END || l.mode || ' on ' || c.relname
 	FROM pg_locks l
 	JOIN pg_class c ON c.oid = l.relation
+	JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	  AND c.relname IN ('sluice_events', 'sluice_offsets')
+	  AND (c.relname = ANY($3::text[]) OR n.nspname || '.' || c.relname = ANY($3::text[]))
 	  AND l.pid <> pg_backend_pid()
 )
 SELECT b.pid, coalesce(b.usename, ''), coalesce(b.application_name, ''), coalesce(host(b.client_addr), 'local'),
@@ -139,9 +141,11 @@ func (o *Ops) Inspect(ctx context.Context, t Target) (TargetStatus, error) {
 
 // BlockingSessions returns the sessions that block the target's appliers
 // now, and the sessions that are not sluice's holding or awaiting a lock on
-// sluice's tables in a transaction older than minAge.
-func BlockingSessions(ctx context.Context, conn *pgx.Conn, target string, minAge time.Duration) ([]BlockingSession, error) {
-	rows, err := conn.Query(ctx, blockingSessions, kafkaadmin.GroupID(target), minAge.Seconds())
+// sluice's tables or those of the target's projections in a transaction
+// older than minAge.
+func BlockingSessions(ctx context.Context, conn *pgx.Conn, t Target, minAge time.Duration) ([]BlockingSession, error) {
+	tables := append([]string{"sluice_events", "sluice_offsets"}, t.Projections.Tables()...)
+	rows, err := conn.Query(ctx, blockingSessions, kafkaadmin.GroupID(t.Name), minAge.Seconds(), tables)
 	if err != nil {
 		return nil, fmt.Errorf("find blocking sessions: %w", err)
 	}
@@ -160,7 +164,7 @@ func inspectDatabase(ctx context.Context, t Target, topic string, minAge time.Du
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	// The blocking sessions first: they matter most when the rest times out.
-	if st.Blocking, err = BlockingSessions(ctx, conn, t.Name, minAge); err != nil {
+	if st.Blocking, err = BlockingSessions(ctx, conn, t, minAge); err != nil {
 		return nil, err
 	}
 	rows, err := conn.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, topic)
