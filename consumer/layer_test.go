@@ -228,11 +228,17 @@ func (c generationCtx) Err() error {
 // startWorker runs partition 0's worker for a fresh generation; the
 // returned function ends the generation and waits for the worker.
 func (ta *testApplier) startWorker() (*fakeGeneration, func() time.Duration) {
+	return ta.startWorkerWithGroupAt(kafka.FirstOffset)
+}
+
+// startWorkerWithGroupAt is startWorker for a consumer group that committed
+// groupOffset.
+func (ta *testApplier) startWorkerWithGroupAt(groupOffset int64) (*fakeGeneration, func() time.Duration) {
 	g := newFakeGeneration()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ta.runPartition(generationCtx{Context: context.Background(), g: g}, g, 0, kafka.FirstOffset)
+		ta.runPartition(generationCtx{Context: context.Background(), g: g}, g, 0, groupOffset)
 	}()
 	stop := func() time.Duration {
 		began := time.Now()
@@ -405,6 +411,20 @@ func TestAGenerationEndingMidBatchStopsTheWorkerWithoutTrippingTheBreaker(t *tes
 	stop2()
 	if st := ta2.breaker.State(); st != BreakerClosed {
 		t.Fatalf("breaker %v after a generation ended on a healthy target", st)
+	}
+}
+
+// TestANewDatabaseUnderAnOldTargetNameStartsAtTheLogStart: the group's
+// committed offset belongs to whatever database last had the name; a new
+// or emptied database that started there would silently skip the log
+// before it.
+func TestANewDatabaseUnderAnOldTargetNameStartsAtTheLogStart(t *testing.T) {
+	ta := newTestApplier(t, nil)
+	ta.publish(120, 0)
+	ta.startWorkerWithGroupAt(120) // the old database's applier had applied everything
+	eventually(t, 10*time.Second, "the 120 events before the group's offset applied", func() bool { return ta.nextOffset() == 120 })
+	if n := ta.rowCount(); n != 120 {
+		t.Fatalf("%d rows, want 120", n)
 	}
 }
 

@@ -45,7 +45,8 @@ type offsetCommitter interface {
 
 // runPartition is one partition's worker for one generation, starting at
 // the target's offsets row or, when the target never applied the partition,
-// at groupOffset. It must not return before the generation ends: with
+// at the start of the log (groupOffset only stands in for the position in
+// the lag until the target answers). It must not return before the generation ends: with
 // kafka-go, one returning worker ends the generation for all.
 func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int, groupOffset int64) {
 	ctx, cancel := context.WithCancel(gctx)
@@ -284,9 +285,11 @@ func (w *partitionWorker) resolveSentinel(ctx context.Context, offset int64) (in
 
 // startOffset is where the worker resumes: the target's own record of what it
 // applied when there is one (it is written in the same transaction as the
-// rows, so it is exact), else the group's committed offset (or the start of
-// the log for a group that never committed). Reading it goes through the
-// breaker like any other use of the target.
+// rows, so it is exact), else the start of the log — never the group's
+// committed offset, which belongs to whatever database last had the
+// target's name: a new or emptied database under that name would silently
+// skip everything before it. Reading it goes through the breaker like any
+// other use of the target.
 func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (int64, bool) {
 	a := w.a
 	for attempt := 0; ; {
@@ -307,15 +310,20 @@ func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (i
 			return o.Next, true
 		case err == nil:
 			// A target that never applied this partition starts at the
-			// group's offset; a command issued before the target existed is
-			// not for it.
+			// start of the log; a command issued before the target existed
+			// is not for it.
 			desired, _ := a.ctrl.get()
 			for _, c := range []*control.Rewind{desired.Rewind, desired.Skip} {
 				if c != nil && c.RequestedAt.Before(a.createdAt) {
 					w.rewound = max(w.rewound, c.ID)
 				}
 			}
-			return groupOffset, true
+			start, ok := w.resolveSentinel(ctx, kafka.FirstOffset)
+			if ok && groupOffset > start {
+				w.log.Warn("the target has no offsets row for this partition: it starts at the start of the log, not at the consumer group's offset",
+					"offset", start, "group_offset", groupOffset)
+			}
+			return start, ok
 		case errors.Is(err, errBreakerBusy):
 			a.breaker.waitForChange(ctx, time.Second)
 			continue
