@@ -106,7 +106,7 @@ func (a *Applier) breakerChanged(from, to BreakerState) {
 		a.m.breakerOpenings.Inc()
 		a.log.Warn("breaker open: applying nothing to this target until a probe succeeds",
 			"from", from.String(), "consecutive_failures", a.cfg.TripAfter)
-		a.pool.Reset() // never blocks: idle sessions are closed in the background, and Close waits for them
+		targetdb.CloseIdle(a.pool) // never blocks: idle sessions end in the background, and Close waits for them
 	case BreakerHalfOpen:
 		a.log.Info("breaker half-open: probing with one batch")
 	case BreakerClosed:

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/control"
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // controlView is an applier's copy of its target's desired state, with a
@@ -71,7 +72,7 @@ func (a *Applier) obey(s control.DesiredState) {
 	a.report.changed()
 	if s.Paused && !prev.Paused {
 		a.log.Warn("paused by operator", "by", s.By)
-		a.pool.Reset() // a paused applier holds no session
+		targetdb.CloseIdle(a.pool) // a paused applier holds no session
 	}
 	if !s.Paused && prev.Paused {
 		a.log.Info("resumed by operator", "by", s.By)

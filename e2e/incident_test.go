@@ -75,7 +75,7 @@ func (f *faultRun) finish(t *testing.T) (loadgenResult, observation) {
 		t.Errorf("A's lag reached %.2fs while B was faulty; it must stay under 2s", obs.MaxLagA)
 	}
 	if obs.MaxSessionsB > 2 {
-		t.Errorf("sluice held %d sessions on B; its pool allows 2", obs.MaxSessionsB)
+		t.Errorf("sluice held %d sessions on B; its pool allows 2: %s", obs.MaxSessionsB, strings.Join(obs.ExcessSessionsB, "; "))
 	}
 	if obs.IdlePastTimeoutB != 0 {
 		t.Errorf("saw a sluice session idle in transaction past its timeout %d times", obs.IdlePastTimeoutB)

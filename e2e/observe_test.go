@@ -19,6 +19,9 @@ type observation struct {
 	IdlePastTimeoutB     int     `json:"idle_in_transaction_past_timeout_b"`
 	RetryableFailuresB   float64 `json:"retryable_failures_b"`
 	SamplesWithBDatabase int     `json:"samples_with_b_database"`
+	// ExcessSessionsB describes sluice's sessions on B at the first sample
+	// that saw more of them than the pool allows: which backends they were.
+	ExcessSessionsB []string `json:"excess_sessions_b,omitempty"`
 }
 
 // observer samples both appliers' metrics and B's pg_stat_activity until
@@ -32,6 +35,9 @@ type observer struct {
 	obs    observation
 	// idleTimeout is the applier's idle_in_transaction_session_timeout.
 	idleTimeout time.Duration
+	// poolBound is the applier's pool size: more sessions than this are
+	// described in ExcessSessionsB.
+	poolBound int
 	// idleExcusedUntil: sessions idle in transaction past the timeout are
 	// not counted before it (see excuseIdle).
 	idleExcusedUntil time.Time
@@ -49,7 +55,7 @@ func (o *observer) excuseIdle(d time.Duration) {
 
 func (p *pipeline) observe(a, b *applier) *observer {
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &observer{p: p, a: a, b: b, cancel: cancel, done: make(chan struct{}), idleTimeout: 5 * time.Second}
+	o := &observer{p: p, a: a, b: b, cancel: cancel, done: make(chan struct{}), idleTimeout: 5 * time.Second, poolBound: 2}
 	go o.run(ctx)
 	p.t.Cleanup(o.stop)
 	return o
@@ -82,6 +88,7 @@ func (o *observer) run(ctx context.Context) {
 		failures := scrapeOr(o.b, fmt.Sprintf(`sluice_apply_failures_total{class="retryable",target=%q}`, o.p.targets["b"]))
 
 		sessions, idle := -1, 0
+		var described []string
 		if admin == nil {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			admin, _ = pgx.Connect(cctx, o.p.svc.pgB)
@@ -89,14 +96,34 @@ func (o *observer) run(ctx context.Context) {
 		}
 		if admin != nil {
 			qctx, cancel := context.WithTimeout(ctx, time.Second)
-			err := admin.QueryRow(qctx, `SELECT count(*),
-				count(*) FILTER (WHERE state = 'idle in transaction' AND now() - state_change > make_interval(secs => $3))
+			rows, err := admin.Query(qctx, `SELECT format('pid %s %s since %s backend_start %s wait %s/%s xact %s: %s',
+					pid, state, state_change, backend_start, wait_event_type, wait_event, xact_start, left(query, 80)),
+				state = 'idle in transaction' AND now() - state_change > make_interval(secs => $3)
 				FROM pg_stat_activity WHERE application_name = $1 AND datname = $2`,
-				appB, dbB, o.idleTimeout.Seconds()).Scan(&sessions, &idle)
+				appB, dbB, o.idleTimeout.Seconds())
+			if err == nil {
+				sessions = 0
+				for rows.Next() {
+					var what string
+					var idlePast bool
+					if err = rows.Scan(&what, &idlePast); err != nil {
+						break
+					}
+					sessions++
+					described = append(described, what)
+					if idlePast {
+						idle++
+					}
+				}
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
 			cancel()
 			if err != nil {
 				admin.Close(context.Background())
-				admin, sessions = nil, -1
+				admin, sessions, idle = nil, -1, 0
 			}
 		}
 		o.mu.Lock()
@@ -107,6 +134,9 @@ func (o *observer) run(ctx context.Context) {
 		if sessions >= 0 {
 			o.obs.SamplesWithBDatabase++
 			o.obs.MaxSessionsB = max(o.obs.MaxSessionsB, sessions)
+			if sessions > o.poolBound && o.obs.ExcessSessionsB == nil {
+				o.obs.ExcessSessionsB = described
+			}
 			if time.Now().After(o.idleExcusedUntil) {
 				o.obs.IdlePastTimeoutB += idle
 			}

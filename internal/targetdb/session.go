@@ -3,10 +3,12 @@ package targetdb
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -96,5 +98,49 @@ func NewPool(dsn string, s Session, maxConns int32) (*pgxpool.Pool, error) {
 		_, err := conn.Exec(ctx, stagingTables)
 		return err
 	}
+	// The pool frees a session's place only after this returns: waiting
+	// here for the backend to exit keeps the bound true on the server too.
+	pc.BeforeClose = endSession
 	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// backendExitWait bounds how long closing a session waits for its backend
+// to exit.
+const backendExitWait = 2 * time.Second
+
+// endSession ends conn's session and waits, up to backendExitWait, until the
+// server has closed the connection: its backend has exited and is gone from
+// pg_stat_activity. Closing without waiting (what pgx does) lets a pool
+// open the next session while the last one's backend still runs, and a
+// pool of n is briefly n+1 sessions on the server. A session that is busy
+// or already closed is left to pgx.
+func endSession(conn *pgx.Conn) {
+	pg := conn.PgConn()
+	if pg.IsClosed() || pg.IsBusy() {
+		return
+	}
+	pg.Frontend().Send(&pgproto3.Terminate{})
+	if err := pg.Frontend().Flush(); err != nil {
+		return
+	}
+	nc := pg.Conn()
+	if err := nc.SetReadDeadline(time.Now().Add(backendExitWait)); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, nc) // until EOF: the backend closed its end as it exited
+}
+
+// CloseIdle closes every idle session of pool, as pgxpool's Reset does, but
+// each keeps its place in the pool until its backend has exited (Reset
+// frees the places at once, so new sessions can start beside backends that
+// are still there). It does not wait: the sessions end in the background,
+// and the pool's Close waits for them.
+func CloseIdle(pool *pgxpool.Pool) {
+	for _, c := range pool.AcquireAllIdle(context.Background()) {
+		go func() {
+			endSession(c.Conn())
+			_ = c.Conn().Close(context.Background())
+			c.Release() // closed: the pool destroys it and frees its place
+		}()
+	}
 }
