@@ -141,9 +141,14 @@ func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState)
 		st.end.Store(end)
 		next := st.next.Load()
 		if a.checkAhead(st, id, next, end) {
+			// The position says nothing about what is left to apply: the
+			// series goes (unknown) rather than read 0, caught up;
+			// sluice_target_ahead_of_log and ctl status say why.
 			ahead++
+			a.m.forgetLag(id)
+		} else {
+			a.m.setLag(id, max(end-next, 0))
 		}
-		a.m.setLag(id, max(end-next, 0))
 		if age, ok := a.oldestUnapplied(ctx, st, id, next, starts[id], end); ok {
 			worst = max(worst, age)
 		}

@@ -28,8 +28,9 @@ type partitionWorker struct {
 	// timestamp of the record before it (the log's fingerprint there).
 	applied targetdb.Offset
 	// verified is whether the log was checked to still be the one the
-	// target applied, since the current reader was made.
-	verified bool
+	// target applied, since the current reader was made; verifiedAt when.
+	verified   bool
+	verifiedAt time.Time
 	// expectNew: the partition's recent batches were all new, so the next
 	// one is tried the cheap way first (see Applier.apply).
 	expectNew bool
@@ -123,16 +124,17 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 		if w.st.reverify.Swap(false) {
 			w.verified = false
 		}
-		if len(batch) > 0 && !w.verified {
-			// The first batch of every reader: is this still the log the
-			// target applied? (A recreated topic can have grown past the
-			// target's position by now.)
+		if len(batch) > 0 && (!w.verified || a.cfg.now().Sub(w.verifiedAt) >= fingerprintEvery) {
+			// The first batch of every reader, and then every
+			// fingerprintEvery: is this still the log the target applied?
+			// (A recreated topic can have grown past the target's position
+			// by now, under a reader that never stopped.)
 			if w.logMoved(ctx) {
 				w.st.aheadAt.Store(w.st.next.Load())
 				w.st.ahead.Store(true)
 				batch = nil
 			}
-			w.verified = true
+			w.verified, w.verifiedAt = true, a.cfg.now()
 		}
 		if len(batch) > 0 && !w.applyWithRetry(bctx, batch) {
 			// Abandoned (paused, rewound, stopping): forget what was
@@ -143,6 +145,10 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 		cancel()
 	}
 }
+
+// fingerprintEvery is how often a live reader's log is checked again to be
+// the one the target applied: two small requests to Kafka per partition.
+const fingerprintEvery = 30 * time.Second
 
 // nextCommand is the operator's position command (rewind or skip) this
 // partition has yet to apply: the oldest of those issued after the last it

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,19 @@ func TestARecreatedEventsTopicStopsTargetsLoudly(t *testing.T) {
 		if n := p.count(target, "after/"+p.id); n != 0 {
 			t.Fatalf("target %s applied %d events of the new log from its old position", target, n)
 		}
+	}
+	// Its lag is unknown, never 0 (which reads as caught up), and a
+	// cutover to it is NO-GO although both targets look equal.
+	view := p.statusOf(t, "b")
+	if lag, _ := view["lag_messages"].(float64); lag != -1 || view["lag_unknown"] == nil {
+		t.Errorf("ctl status --json says B lags %v records (lag_unknown %v); want -1 and the partitions named", view["lag_messages"], view["lag_unknown"])
+	}
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(p.targets["b"]) + `\s+\S+\s+\S+\s+\S+\s+unknown\s`).MatchString(out) {
+		t.Errorf("ctl status's summary row does not say B's lag is unknown:\n%s", out)
+	}
+	check, err := p.ctlErr("cutover-check", p.targets["a"], p.targets["b"])
+	if err == nil || !strings.Contains(check, "log positions known") || regexp.MustCompile(`(?m)^GO:`).MatchString(check) {
+		t.Errorf("cutover-check with B's log moved: %v\n%s\nwant NO-GO naming the unknown positions", err, check)
 	}
 
 	// The operator decides: B replays the new log from its start.

@@ -109,7 +109,9 @@ func (o *Ops) CutoverCheck(ctx context.Context, from, to string, maxLag int64) (
 		checks = append(checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
 	}
 	add("applier up", v.Applier == "up", "%s's applier: %s (%d replicas reporting)", to, v.Applier, len(v.Replicas))
-	add("caught up", v.LagMessages <= maxLag && v.DatabaseError == "", "%s lags %d records (at most %d), %.1fs", to, v.LagMessages, maxLag, v.LagSeconds)
+	add("log positions known", len(v.LagUnknown) == 0, "%s's lag is unknown on partitions %v (ahead of the log, or behind its start: see ctl status)", to, v.LagUnknown)
+	add("caught up", len(v.LagUnknown) == 0 && v.LagMessages >= 0 && v.LagMessages <= maxLag && v.DatabaseError == "",
+		"%s lags %s records (at most %d), %.1fs", to, v.LagText(), maxLag, v.LagSeconds)
 	add("breaker closed", v.Breaker == "closed", "%s's breaker: %s", to, v.Breaker)
 	failing := ""
 	for _, r := range v.Replicas {

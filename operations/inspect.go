@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,24 +17,37 @@ import (
 // TargetStatus is what an operator needs to know about one target, as
 // `sluice ctl status` shows it.
 type TargetStatus struct {
-	Target      string            `json:"target"`
-	LagMessages int64             `json:"lag_messages"`
-	LagSeconds  float64           `json:"lag_seconds"`
-	ApplyRate   float64           `json:"apply_rate"` // rows applied per second over the last 10 seconds
-	Partitions  []PartitionStatus `json:"partitions"`
-	Blocking    []BlockingSession `json:"blocking_sessions"`
+	Target string `json:"target"`
+	// LagMessages is the records the target has yet to apply, summed over
+	// its partitions; -1 when the lag of one of them is unknown (LagUnknown).
+	LagMessages int64 `json:"lag_messages"`
+	// LagUnknown lists the partitions whose lag cannot be known: ahead of
+	// the log, or behind its start (see PartitionStatus.LagUnknown).
+	LagUnknown []int             `json:"lag_unknown,omitempty"`
+	LagSeconds float64           `json:"lag_seconds"`
+	ApplyRate  float64           `json:"apply_rate"` // rows applied per second over the last 10 seconds
+	Partitions []PartitionStatus `json:"partitions"`
+	Blocking   []BlockingSession `json:"blocking_sessions"`
 	// DatabaseError says why the target could not be asked, when it could not.
 	DatabaseError string `json:"database_error,omitempty"`
 }
 
 // PartitionStatus is one partition of the events topic as seen from a target.
 type PartitionStatus struct {
-	Partition   int     `json:"partition"`
-	LogStart    int64   `json:"log_start"`
-	LogEnd      int64   `json:"log_end"`
-	Applied     int64   `json:"applied"` // next offset to apply
+	Partition int   `json:"partition"`
+	LogStart  int64 `json:"log_start"`
+	LogEnd    int64 `json:"log_end"`
+	Applied   int64 `json:"applied"` // next offset to apply
+	// LagMessages is LogEnd − Applied; -1 when LagUnknown.
 	LagMessages int64   `json:"lag_messages"`
 	LagSeconds  float64 `json:"lag_seconds"`
+	// LagUnknown is set when the target's position says nothing about what
+	// it has yet to apply: AheadOfLog, LogPassed, or an applier replica
+	// found the log's record at the position is not the one it applied.
+	LagUnknown bool `json:"lag_unknown,omitempty"`
+	// LogPassed is set when Applied lies before LogStart: retention deleted
+	// records the target never applied.
+	LogPassed bool `json:"log_passed,omitempty"`
 	// AheadOfLog is set when Applied lies beyond LogEnd: the topic was
 	// recreated or truncated, and the target applies nothing of this
 	// partition until an operator rewinds it.
@@ -125,7 +140,7 @@ func (o *Ops) Inspect(ctx context.Context, t Target) (TargetStatus, error) {
 			next = starts[p] // never applied: it starts at the log start
 		}
 		ps := PartitionStatus{Partition: p, LogStart: starts[p], LogEnd: ends[p], Applied: next, From: from,
-			LagMessages: max(ends[p]-next, 0), AheadOfLog: next > ends[p]}
+			LagMessages: max(ends[p]-next, 0), AheadOfLog: next > ends[p], LogPassed: next < starts[p]}
 		if ps.LagMessages > 0 {
 			if ts, err := o.cluster.RecordTime(ctx, o.topic, p, max(next, starts[p])); err == nil {
 				ps.LagSeconds = now.Sub(ts).Seconds()
@@ -136,7 +151,39 @@ func (o *Ops) Inspect(ctx context.Context, t Target) (TargetStatus, error) {
 		st.Partitions = append(st.Partitions, ps)
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
+	st.markUnknown(nil)
 	return st, nil
+}
+
+// LagText is the target's lag in records, or "unknown": never a 0 that
+// reads as caught up.
+func (st TargetStatus) LagText() string { return lagText(st.LagMessages, len(st.LagUnknown) > 0) }
+
+// LagText is the partition's lag in records, or "unknown".
+func (p PartitionStatus) LagText() string { return lagText(p.LagMessages, p.LagUnknown) }
+
+func lagText(messages int64, unknown bool) string {
+	if unknown {
+		return "unknown"
+	}
+	return strconv.FormatInt(messages, 10)
+}
+
+// markUnknown marks the partitions whose lag cannot be known — ahead of
+// the log, behind its start, or in ahead (what the appliers found) — and
+// makes their lag, and the target's, -1: never a 0 that reads as caught up.
+func (st *TargetStatus) markUnknown(ahead []int) {
+	st.LagUnknown = nil
+	for i := range st.Partitions {
+		p := &st.Partitions[i]
+		if p.AheadOfLog || p.LogPassed || slices.Contains(ahead, p.Partition) {
+			p.LagUnknown, p.LagMessages = true, -1
+			st.LagUnknown = append(st.LagUnknown, p.Partition)
+		}
+	}
+	if len(st.LagUnknown) > 0 {
+		st.LagMessages = -1
+	}
 }
 
 // BlockingSessions returns the sessions that block the target's appliers

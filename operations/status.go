@@ -72,6 +72,13 @@ func (o *Ops) Status(ctx context.Context, names ...string) ([]TargetView, error)
 			v.Rewind = d.Rewind
 		}
 		v.Applier, v.Breaker = summarise(v.Replicas, now)
+		var ahead []int
+		for _, r := range v.Replicas {
+			if !r.Stale(now) {
+				ahead = append(ahead, r.AheadOfLog...)
+			}
+		}
+		v.markUnknown(ahead)
 		views = append(views, v)
 	}
 	return views, nil

@@ -36,13 +36,16 @@ function drawChart(canvas, samples) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
   ctx.clearRect(0, 0, w, h);
-  const peak = Math.max(10, ...samples.map(s => s.lag));
+  const peak = Math.max(10, ...samples.map(s => s.lag ?? 0));
   ctx.strokeStyle = "#eceef2";
   ctx.beginPath(); ctx.moveTo(0, h - 0.5); ctx.lineTo(w, h - 0.5); ctx.stroke();
   ctx.strokeStyle = "#3a6ff7"; ctx.lineWidth = 2; ctx.beginPath();
+  let drawing = false; // an unknown lag leaves a gap, never a 0
   samples.forEach((s, i) => {
+    if (s.lag === null) { drawing = false; return; }
     const x = (i / (HISTORY - 1)) * w, y = h - 4 - (s.lag / peak) * (h - 12);
-    i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+    drawing ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+    drawing = true;
   });
   ctx.stroke();
   ctx.fillStyle = "#6b7385"; ctx.font = "11px system-ui";
@@ -59,20 +62,21 @@ function render(views) {
     last[v.target] = { state: v.state, breaker: v.breaker };
 
     const samples = (lagSamples[v.target] ||= []);
-    samples.push({ t: Date.now(), lag: v.lag_messages });
+    samples.push({ t: Date.now(), lag: v.lag_unknown ? null : v.lag_messages });
     if (samples.length > HISTORY) samples.shift();
 
     const parts = el("table", {}, el("tr", {}, ...["partition", "applied to", "log end", "lag", "lag s"].map(h => el("th", {}, h))));
     for (const p of v.partitions) {
       parts.append(el("tr", {}, el("td", {}, p.partition), el("td", {}, p.applied), el("td", {}, p.log_end),
-        el("td", {}, p.lag_messages), el("td", {}, p.lag_seconds.toFixed(1))));
+        el("td", {}, p.lag_unknown ? "unknown" : p.lag_messages), el("td", {}, p.lag_seconds.toFixed(1))));
     }
     const canvas = el("canvas", { width: 420, height: 120 });
     const card = el("section", { class: "target", "data-target": v.target, "data-state": v.state, "data-breaker": v.breaker },
       el("h2", {}, v.target, badge(v.state), el("span", { class: "badge " + v.breaker }, "breaker " + v.breaker),
         el("span", { class: "muted" }, "applier " + v.applier)),
       el("div", { class: "figures" },
-        el("div", { class: "figure" }, el("b", { class: "lag-messages" }, v.lag_messages), "messages behind"),
+        el("div", { class: "figure" }, el("b", { class: "lag-messages" }, v.lag_unknown ? "unknown" : v.lag_messages),
+          v.lag_unknown ? "lag: log moved on partitions " + v.lag_unknown.join(", ") : "messages behind"),
         el("div", { class: "figure" }, el("b", {}, v.lag_seconds.toFixed(1) + " s"), "oldest unapplied"),
         el("div", { class: "figure" }, el("b", {}, Math.round(v.apply_rate)), "applied / s")),
       el("div", { class: "row" }, canvas, parts));

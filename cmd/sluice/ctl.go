@@ -179,7 +179,9 @@ func watchStatus(ctx context.Context, w io.Writer, ops *ctlSession, names []stri
 			fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tTREND\tCATCH UP IN\tAPPLY/S")
 			for _, v := range views {
 				trend, eta := "", ""
-				if last, ok := prev[v.Target]; ok && !prevAt.IsZero() {
+				if len(v.LagUnknown) > 0 {
+					eta = "never: log moved (see ctl status)"
+				} else if last, ok := prev[v.Target]; ok && last >= 0 && !prevAt.IsZero() {
 					rate := float64(v.LagMessages-last) / now.Sub(prevAt).Seconds()
 					trend = fmt.Sprintf("%+.0f/s", rate)
 					switch {
@@ -192,8 +194,8 @@ func watchStatus(ctx context.Context, w io.Writer, ops *ctlSession, names []stri
 					}
 				}
 				prev[v.Target] = v.LagMessages
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%s\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker,
-					v.LagMessages, v.LagSeconds, trend, eta, v.ApplyRate)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker,
+					v.LagText(), v.LagSeconds, trend, eta, v.ApplyRate)
 			}
 			tw.Flush()
 			for _, v := range views {
@@ -216,7 +218,8 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATE\tAPPLIER\tBREAKER\tLAG MSGS\tLAG SECONDS\tAPPLY/S")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker, v.LagMessages, v.LagSeconds, v.ApplyRate)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\t%.0f\n", v.Target, v.State, v.Applier, v.Breaker,
+			v.LagText(), v.LagSeconds, v.ApplyRate)
 	}
 	tw.Flush()
 	for _, v := range views {
@@ -224,7 +227,8 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  PARTITION\tLOG START\tLOG END\tAPPLIED TO\tLAG MSGS\tLAG SECONDS\tFROM")
 		for _, p := range v.Partitions {
-			fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d\t%.1f\t%s\n", p.Partition, p.LogStart, p.LogEnd, p.Applied, p.LagMessages, p.LagSeconds, p.From)
+			fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%s\t%.1f\t%s\n", p.Partition, p.LogStart, p.LogEnd, p.Applied,
+				p.LagText(), p.LagSeconds, p.From)
 		}
 		tw.Flush()
 		if v.DatabaseError != "" {
@@ -253,6 +257,14 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 			}
 		}
 		for _, p := range v.Partitions {
+			if p.LogPassed {
+				fmt.Fprintf(w, "  LOG START PASSED: partition %d was applied up to %d but the log starts at %d: retention deleted %d records this target never applied\n",
+					p.Partition, p.Applied, p.LogStart, p.LogStart-p.Applied)
+			}
+			if p.LagUnknown && !p.AheadOfLog && !p.LogPassed {
+				fmt.Fprintf(w, "  LOG MOVED: partition %d: the record at the target's position %d is not the one it applied (topic recreated);\n"+
+					"    it applies nothing until you choose: sluice ctl rewind %s --to-offset earliest\n", p.Partition, p.Applied, v.Target)
+			}
 			if p.AheadOfLog {
 				fmt.Fprintf(w, "  LOG MOVED: partition %d was applied up to %d but the log ends at %d (topic recreated or truncated);\n"+
 					"    it applies nothing until you choose: sluice ctl rewind %s --to-offset earliest\n", p.Partition, p.Applied, p.LogEnd, v.Target)
