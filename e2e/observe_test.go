@@ -134,7 +134,7 @@ func (o *observer) run(ctx context.Context) {
 		if sessions >= 0 {
 			o.obs.SamplesWithBDatabase++
 			o.obs.MaxSessionsB = max(o.obs.MaxSessionsB, sessions)
-			if sessions > o.poolBound && o.obs.ExcessSessionsB == nil {
+			if sessions > o.poolBound && o.obs.ExcessSessionsB == nil { // poolBound is read under o.mu
 				o.obs.ExcessSessionsB = described
 			}
 			if time.Now().After(o.idleExcusedUntil) {
@@ -143,6 +143,14 @@ func (o *observer) run(ctx context.Context) {
 		}
 		o.mu.Unlock()
 	}
+}
+
+// setPoolBound sets how many sessions on B sluice may hold: the sum of its
+// B replicas' pools.
+func (o *observer) setPoolBound(n int) {
+	o.mu.Lock()
+	o.poolBound = n
+	o.mu.Unlock()
 }
 
 func (o *observer) stop() {
