@@ -176,7 +176,8 @@ func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-var leadingWith = regexp.MustCompile(`(?is)^\s*WITH\s+`)
+// leadingWith finds a statement's own WITH, after any comments before it.
+var leadingWith = regexp.MustCompile(`(?is)^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*WITH\s+`)
 
 // withBatch puts the batch relation in front of a projection's statement,
 // merging with its own WITH clauses.
