@@ -136,6 +136,14 @@ func (o *Ops) CutoverCheck(ctx context.Context, from, to string, maxLag int64) (
 		detail = fmt.Sprintf("%d buckets differ up to the common watermark; first keys: %v", len(res.Differing), res.Keys)
 	}
 	add("verify equal", len(res.Differing) == 0, "%s", detail)
+	for _, name := range []string{from, to} {
+		rc, err := o.ReplayCheck(ctx, name, 3, nil)
+		if err != nil {
+			add("replay equal ("+name+")", false, "%v", err)
+			continue
+		}
+		add("replay equal ("+name+")", rc.Same(), "%s", rc.Summary(name))
+	}
 	return checks, nil
 }
 

@@ -307,3 +307,28 @@ func commonWatermark(ctx context.Context, connA, connB *pgx.Conn, topic string) 
 	}
 	return w, nil
 }
+
+// replaySession replays a whole ledger through the projections: long
+// statements, short lock waits.
+var replaySession = targetdb.Session{ApplicationName: "sluice-ctl", LockTimeout: 2 * time.Second,
+	StatementTimeout: 10 * time.Minute, IdleInTransactionTimeout: time.Minute}
+
+// ReplayCheck recomputes the target's projections from its own ledger beside
+// the live tables and compares them row by row; see targetdb.ReplayCheck. A
+// target without projections has nothing to check.
+func (o *Ops) ReplayCheck(ctx context.Context, name string, examples int, progress func(targetdb.RebuildProgress)) (targetdb.ReplayResult, error) {
+	t, err := o.Target(name)
+	if err != nil {
+		return targetdb.ReplayResult{}, err
+	}
+	conn, err := targetdb.Connect(ctx, t.DSN, replaySession)
+	if err != nil {
+		return targetdb.ReplayResult{}, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := targetdb.ReplayCheck(ctx, conn, t.Projections, examples, 5000, progress)
+	if err != nil {
+		return res, fmt.Errorf("replay check of %s: %w", t.Name, err)
+	}
+	return res, nil
+}

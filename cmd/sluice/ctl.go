@@ -35,7 +35,8 @@ Commands:
                      readers see the old state until the new one is complete
   cutover-check OLD NEW
                      may NEW take over from OLD? each condition printed (caught up, breaker,
-                     projections, DLQ, verify up to the common watermark); exit 0 only on GO
+                     projections, DLQ, verify up to the common watermark, both targets'
+                     projections equal a replay of their ledgers); exit 0 only on GO
   retire TARGET      stop every replica of TARGET's applier for good, remove its consumer
                      group, and say what its database still holds
   dlq list TARGET    the target's dead-lettered events still pending (--all: every one)
@@ -43,7 +44,9 @@ Commands:
   verify A B [--from TIME] [--to TIME] [--bucket D] [--keys N]
                      compare two targets event by event (whole content, every time
                      unless bounded): checksums per time bucket; exit 1 naming the
-                     buckets that differ and up to N differing events
+                     buckets that differ and up to N differing events; then recompute
+                     each target's projections from its own ledger beside the live
+                     tables and compare row by row (--replay=false: ledgers only)
 
 Run 'sluice ctl <command> --help' for its flags.
 `

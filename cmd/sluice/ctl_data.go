@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/deadletter"
+	"github.com/sluicehq/sluice/internal/targetdb"
 	"github.com/sluicehq/sluice/operations"
 )
 
@@ -24,6 +25,7 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	keys := fs.Int("keys", 20, "name up to this many differing events (source/id), 0 for none")
 	watermark := fs.Bool("watermark", false, "compare only the events both targets have passed (per partition, below the lower position): for a target still catching up")
 	asJSON := fs.Bool("json", false, "print JSON")
+	replay := fs.Bool("replay", true, "also recompute each target's projections from its own ledger and compare them with the live tables (--replay=false: ledgers only)")
 	names, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -57,16 +59,44 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	differ := res.FirstDiff != nil
+	replays := map[string]targetdb.ReplayResult{}
+	if *replay {
+		for _, name := range names {
+			rc, err := ops.ReplayCheck(ctx, name, max(*keys, 0), func(p targetdb.RebuildProgress) {
+				fmt.Fprintf(stderr, "\r  replaying %s: %d of %d ledger events   ", name, p.Done, p.Total)
+			})
+			fmt.Fprint(stderr, "\r\033[K")
+			if err != nil {
+				return err
+			}
+			replays[name] = rc
+			differ = differ || !rc.Same()
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		out := struct {
+			operations.VerifyResult
+			Replay map[string]targetdb.ReplayResult `json:"replay,omitempty"`
+		}{res, replays}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
 		printVerify(stdout, ta, tb, *bucket, res)
+		for _, name := range names {
+			if rc, ok := replays[name]; ok {
+				verdict := "REPLAY EQUAL"
+				if !rc.Same() {
+					verdict = "REPLAY DIFFERS"
+				}
+				fmt.Fprintf(stdout, "%s: %s\n", verdict, rc.Summary(name))
+			}
+		}
 	}
-	if res.FirstDiff != nil {
+	if differ {
 		return errDiffer
 	}
 	return nil
