@@ -27,7 +27,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []targetdb.Record, prog *p
 			if err := a.applySpan(ctx, recs[:i], prog); err != nil {
 				return err
 			}
-			if err := a.deadLetterOne(ctx, recs[i], recs[i].DecodeErr, i == len(recs)-1, prog); err != nil {
+			if err := a.deadLetterOne(ctx, recs[i], recs[i].DecodeErr, prog); err != nil {
 				return err
 			}
 			prog.done++
@@ -51,7 +51,7 @@ func (a *Applier) applySpan(ctx context.Context, recs []targetdb.Record, prog *p
 	}
 	a.m.failed(targetdb.Permanent)
 	if len(recs) == 1 {
-		if err := a.deadLetterOne(ctx, recs[0], err, true, prog); err != nil {
+		if err := a.deadLetterOne(ctx, recs[0], err, prog); err != nil {
 			return err
 		}
 		prog.done++
@@ -64,22 +64,22 @@ func (a *Applier) applySpan(ctx context.Context, recs []targetdb.Record, prog *p
 	return a.applySpan(ctx, recs[mid:], prog)
 }
 
-// deadLetterOne sends r to the DLQ and, when nothing after it in the batch
-// will move the partition's offsets row, moves it past r.
-func (a *Applier) deadLetterOne(ctx context.Context, r targetdb.Record, cause error, last bool, prog *progress) error {
+// deadLetterOne sends r to the DLQ, then moves the partition's offsets row
+// past r at once. Waiting for the rest of the batch to move it would
+// dead-letter r a second time whenever that rest fails retryably and the
+// batch is fetched again (a pause, a rewind, a restart, a lost partition).
+func (a *Applier) deadLetterOne(ctx context.Context, r targetdb.Record, cause error, prog *progress) error {
 	if err := a.deadLetter(ctx, r, cause); err != nil {
 		return fmt.Errorf("dead-letter %d/%d: %w", r.Msg.Partition, r.Msg.Offset, err)
 	}
 	a.m.deadLettered.Inc()
 	a.log.Warn("record dead-lettered", "partition", r.Msg.Partition, "offset", r.Msg.Offset,
 		"dlq", a.cfg.DLQTopic, "err", cause)
-	if last {
-		cur := targetdb.CursorAfter(a.cfg.Topic, prog.next, r.Msg)
-		if err := targetdb.Advance(ctx, a.pool, cur); err != nil {
-			return err
-		}
-		prog.next = cur.Next
+	cur := targetdb.CursorAfter(a.cfg.Topic, prog.next, r.Msg)
+	if err := targetdb.Advance(ctx, a.pool, cur); err != nil {
+		return err
 	}
+	prog.next = cur.Next
 	return nil
 }
 

@@ -183,6 +183,54 @@ func TestBisectionIsolatesExactlyThePoisonedEvents(t *testing.T) {
 	}
 }
 
+// TestAPoisonEventIsDeadLetteredOnceWhenTheRestOfItsBatchFailsRetryably:
+// a record that does not decode goes to the DLQ without the database; then
+// the events after it fail on a lock. The batch is abandoned and
+// fetched again from the target's position (a pause, a restart): the
+// poison event must not go to the DLQ a second time.
+func TestAPoisonEventIsDeadLetteredOnceWhenTheRestOfItsBatchFailsRetryably(t *testing.T) {
+	ta := newTestApplier(t, nil)
+	testenv.RefusePoison(t, ta.dsn)
+	ctx := context.Background()
+	if _, err := ta.db.Exec(ctx, `
+		CREATE FUNCTION sluice_test_locked() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.id = '3' THEN RAISE EXCEPTION 'row 3 is locked' USING ERRCODE = '55P03'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER sluice_test_locked BEFORE INSERT ON sluice_events FOR EACH ROW EXECUTE FUNCTION sluice_test_locked()`); err != nil {
+		t.Fatal(err)
+	}
+	recs := ta.records("ok", "ok", "garbage", "ok", "ok")
+	prog := progress{next: -1}
+	if err := ta.applySpan(ctx, recs, &prog); err == nil || targetdb.Classify(err) != targetdb.Retryable {
+		t.Fatalf("applySpan: %v, want the retryable failure of the events after the poison one", err)
+	}
+	// The batch is fetched again from the target's own position.
+	from := ta.nextOffset()
+	if from != 3 {
+		t.Errorf("the target's position is %d after the poison event at 2 was dead-lettered, want 3", from)
+	}
+	if _, err := ta.db.Exec(ctx, `DROP TRIGGER sluice_test_locked ON sluice_events`); err != nil {
+		t.Fatal(err)
+	}
+	again := progress{next: from}
+	if err := ta.applySpan(ctx, recs[from:], &again); err != nil {
+		t.Fatal(err)
+	}
+	letters := 0
+	for _, l := range ta.deadLetters() {
+		if l.OriginalOffset != 2 {
+			t.Errorf("offset %d was dead-lettered", l.OriginalOffset)
+		}
+		letters++
+	}
+	if letters != 1 || ta.nextOffset() != 5 || len(ta.ledgerIDs()) != 4 {
+		t.Errorf("%d dead letters for the poison event (want 1), position %d (want 5), %d events in the ledger (want 4)",
+			letters, ta.nextOffset(), len(ta.ledgerIDs()))
+	}
+}
+
 // fakeGeneration stands for a kafka.Generation: its context reports
 // kafka.ErrGenerationEnded once ended, as kafka-go's does, and it records
 // the group commits.
