@@ -20,14 +20,16 @@ func shopTargets(t *testing.T) map[string]string {
 	}
 	return map[string]string{
 		"a": fmt.Sprintf(`    migrations: %q
+    facts_file: %q
     projections:
       - {name: customers, types: ["customer.*"], sql_file: %q, reset: "DELETE FROM customers"}`,
-			filepath.Join(dir, "v1/migrations"), filepath.Join(dir, "v1/customers.sql")),
+			filepath.Join(dir, "v1/migrations"), filepath.Join(dir, "v1/facts.sql"), filepath.Join(dir, "v1/customers.sql")),
 		"b": fmt.Sprintf(`    migrations: %q
+    facts_file: %q
     projections:
       - {name: clients, types: ["customer.*"], sql_file: %q}
       - {name: client_emails, types: ["customer.email_changed", "customer.registered"], sql_file: %q}`,
-			filepath.Join(dir, "v2/migrations"), filepath.Join(dir, "v2/clients.sql"), filepath.Join(dir, "v2/client_emails.sql")),
+			filepath.Join(dir, "v2/migrations"), filepath.Join(dir, "v2/facts.sql"), filepath.Join(dir, "v2/clients.sql"), filepath.Join(dir, "v2/client_emails.sql")),
 	}
 }
 

@@ -136,6 +136,19 @@ func (o *Ops) CutoverCheck(ctx context.Context, from, to string, maxLag int64) (
 		detail = fmt.Sprintf("%d buckets differ up to the common watermark; first keys: %v", len(res.Differing), res.Keys)
 	}
 	add("verify equal", len(res.Differing) == 0, "%s", detail)
+	fa, _ := o.Target(from)
+	ft, _ := o.Target(to)
+	switch {
+	case fa.Projections.Empty() && ft.Projections.Empty() && fa.Facts == "" && ft.Facts == "":
+		add("facts equal", true, "neither target has projections: the ledgers are what readers read")
+	default:
+		fr, err := o.CompareFacts(ctx, from, to, 3)
+		if err != nil {
+			add("facts equal", false, "%v", err)
+		} else {
+			add("facts equal", fr.Same(), "%s", fr.Summary(from, to))
+		}
+	}
 	for _, name := range []string{from, to} {
 		rc, err := o.ReplayCheck(ctx, name, 3, nil)
 		if err != nil {

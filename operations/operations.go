@@ -25,6 +25,10 @@ type Target struct {
 	// Projections are the target's projections: a DLQ replay applies
 	// through them as the applier does.
 	Projections *targetdb.Projections
+	// Facts is the target's facts query: canonical rows, first column the
+	// key, that another target's facts query gives from its own schema
+	// when both hold the same facts. Empty: none.
+	Facts string
 }
 
 // Config is what Ops works on.

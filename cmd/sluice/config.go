@@ -211,6 +211,25 @@ type targetConfig struct {
 	Projections []projectionConfig `yaml:"projections"`
 	// BlockerPolicy overrides apply.blocker_policy for this target.
 	BlockerPolicy *blockerPolicyConfig `yaml:"blocker_policy"`
+	// Facts (or FactsFile) is the target's facts query, for ctl verify and
+	// cutover-check: canonical rows, first column the key.
+	Facts     string `yaml:"facts"`
+	FactsFile string `yaml:"facts_file"`
+}
+
+// facts reads target t's facts query, its facts_file included.
+func (c *config) facts(t targetConfig) (string, error) {
+	if t.FactsFile == "" {
+		return t.Facts, nil
+	}
+	if t.Facts != "" {
+		return "", configErr("targets[%s]: facts and facts_file both given; choose one", t.Name)
+	}
+	b, err := os.ReadFile(c.path(t.FactsFile))
+	if err != nil {
+		return "", configErr("targets[%s].facts_file: %v", t.Name, err)
+	}
+	return string(b), nil
 }
 
 // blockerPolicy is target t's policy: its own, else apply's, else off.

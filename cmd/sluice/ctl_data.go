@@ -74,13 +74,21 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			differ = differ || !rc.Same()
 		}
 	}
+	var facts *operations.FactsResult
+	if fr, err := ops.CompareFacts(ctx, ta, tb, max(*keys, 0)); err == nil {
+		facts = &fr
+		differ = differ || !fr.Same()
+	} else if !errors.Is(err, operations.ErrNoFacts) {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		out := struct {
 			operations.VerifyResult
 			Replay map[string]targetdb.ReplayResult `json:"replay,omitempty"`
-		}{res, replays}
+			Facts  *operations.FactsResult          `json:"facts,omitempty"`
+		}{res, replays, facts}
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
@@ -94,6 +102,14 @@ func runCtlVerify(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				}
 				fmt.Fprintf(stdout, "%s: %s\n", verdict, rc.Summary(name))
 			}
+		}
+		switch {
+		case facts == nil:
+			fmt.Fprintf(stdout, "FACTS NOT COMPARED: declare facts: (a query of canonical rows, key first) for both targets\n")
+		case facts.Same():
+			fmt.Fprintf(stdout, "FACTS EQUAL: %s\n", facts.Summary(ta, tb))
+		default:
+			fmt.Fprintf(stdout, "FACTS DIFFER: %s\n", facts.Summary(ta, tb))
 		}
 	}
 	if differ {

@@ -32,7 +32,11 @@ func (c *config) operations(cluster *kafkaadmin.Cluster) (*operations.Ops, error
 		if err != nil {
 			return nil, configErr("targets[%s]: %v", t.Name, err)
 		}
-		targets[i] = operations.Target{Name: t.Name, DSN: t.DSN, Projections: ps}
+		facts, err := c.facts(t)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = operations.Target{Name: t.Name, DSN: t.DSN, Projections: ps, Facts: facts}
 	}
 	return operations.New(operations.Config{Cluster: cluster, EventsTopic: c.Kafka.Topic, Targets: targets}), nil
 }
