@@ -29,8 +29,9 @@ type DesiredState struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	By        string    `json:"by"`
 	// Version counts the target's accepted changes. A record is accepted
-	// only if it is the next version of the state its writer read; one that
-	// lost a race with another operator's change is ignored by every reader
+	// only if its version is above the accepted state's: a writer writes
+	// the version after the state it read, so of two writers that read the
+	// same state the first wins and the other is ignored by every reader
 	// (see fold). 0 is an unversioned record, always accepted.
 	Version int64 `json:"version,omitempty"`
 	// Write names the write, so that its writer can tell whether it was
@@ -41,9 +42,10 @@ type DesiredState struct {
 // Rewind asks every replica to move every partition to an offset: back for
 // a rewind, forward for a skip.
 type Rewind struct {
-	// ID names the command. Ids sort in the order they were issued: each
-	// partition applies a command once, and never one older than the last
-	// it applied.
+	// ID names the command. Ids sort as strings in the order they were
+	// issued, whatever the issuing hosts' clocks (see commandID): each
+	// partition applies a command once, and never one whose id sorts before
+	// the last it applied.
 	ID string `json:"id"`
 	// ToTime or ToOffset ("earliest", "latest" or a number) is what was asked.
 	ToTime   *time.Time `json:"to_time,omitempty"`
@@ -63,8 +65,17 @@ var ErrConflict = errors.New("another change to the target's desired state came 
 // concurrent use.
 type Plane struct {
 	cluster *kafkaadmin.Cluster
-	control *kafka.Writer
+	control messageWriter
 	status  *kafka.Writer
+	// now is the local clock; tests move it.
+	now func() time.Time
+}
+
+// messageWriter is what Plane needs of a *kafka.Writer, so that tests can
+// make a write fail.
+type messageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
 }
 
 // New returns a Plane on cluster. It creates no topic: callers that write
@@ -74,6 +85,7 @@ func New(cluster *kafkaadmin.Cluster) *Plane {
 		cluster: cluster,
 		control: cluster.NewWriter(kafkaadmin.WriterConfig{Topic: kafkaadmin.ControlTopic, Linger: time.Millisecond}),
 		status:  cluster.NewWriter(kafkaadmin.WriterConfig{Topic: kafkaadmin.StatusTopic, Linger: time.Millisecond}),
+		now:     time.Now,
 	}
 }
 
@@ -83,17 +95,33 @@ func (p *Plane) Close() error {
 }
 
 // fold is the control topic read in order: each target's accepted state.
+//
 // A record is accepted when it is the first seen for its target (the log
-// may have been compacted), unversioned, or exactly the next version;
-// anything else lost a race and is ignored. A tombstone forgets the target.
+// may have been compacted), unversioned, or of a version above the accepted
+// state's; anything else lost a race and is ignored. A tombstone forgets
+// the target. "Above", not "exactly the next": compaction may leave a lost
+// record first, and the re-published winner that follows it (see repair)
+// must still be accepted, or a restarted reader would keep the loser's
+// state and ignore every change after it.
+//
+// Compaction keeps only the newest record of each key, so the fold of a
+// compacted log is the fold of the whole log only if the newest record of
+// each target is accepted. Plane keeps it so: whoever sees a lost record
+// newest — its writer reading its write back, any later writer, any
+// Current — re-publishes the accepted state after it (repair), and a writer
+// whose re-publish failed is told (ErrUnrepaired). A re-published state is
+// content-identical to the accepted one, so even a re-publish that itself
+// loses a race and stays newest leaves the accepted state after compaction.
 type fold struct {
 	states map[string]DesiredState
 	// newestLost is set for a target whose newest record was ignored.
 	newestLost map[string]bool
+	// writes tells, for each write id seen, whether it was accepted.
+	writes map[string]bool
 }
 
 func newFold() *fold {
-	return &fold{states: map[string]DesiredState{}, newestLost: map[string]bool{}}
+	return &fold{states: map[string]DesiredState{}, newestLost: map[string]bool{}, writes: map[string]bool{}}
 }
 
 // apply folds m in and reports whether it changed the target's state.
@@ -110,12 +138,15 @@ func (f *fold) apply(m kafka.Message) (DesiredState, bool) {
 		return f.states[target], false // unreadable: ignored, as an older build would
 	}
 	cur, seen := f.states[target]
-	if seen && s.Version != 0 && s.Version != cur.Version+1 {
-		f.newestLost[target] = true
+	accepted := !seen || s.Version == 0 || s.Version > cur.Version
+	if s.Write != "" {
+		f.writes[s.Write] = accepted
+	}
+	f.newestLost[target] = !accepted
+	if !accepted {
 		return cur, false
 	}
 	f.states[target] = s
-	f.newestLost[target] = false
 	return s, true
 }
 
@@ -131,10 +162,22 @@ func (p *Plane) read(ctx context.Context) (*fold, error) {
 
 // Current reads the control topic to its end and returns each target's
 // accepted desired state. No control topic yet means nobody asked anything.
+//
+// A target whose newest record is a lost write is repaired on the way (see
+// fold): compaction would otherwise leave the loser's state to restarted
+// replicas. The repair is best effort: a read must not fail because it
+// could not write. The next read or change tries again, and until the
+// segment holding the lost record rolls (compaction never touches the
+// active one) the history that outvotes it is still there.
 func (p *Plane) Current(ctx context.Context) (map[string]DesiredState, error) {
 	f, err := p.read(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for target, lost := range f.newestLost {
+		if lost {
+			_ = p.repair(ctx, f, target)
+		}
 	}
 	return f.states, nil
 }
@@ -149,13 +192,20 @@ func (p *Plane) Publish(ctx context.Context, target string, s DesiredState) erro
 	return p.control.WriteMessages(ctx, kafka.Message{Key: []byte(target), Value: b})
 }
 
+// readBackAttempts bounds the reads that wait for a write to show up, and
+// the re-publishes of a repair that keeps losing races.
+const readBackAttempts = 5
+
 // update applies change to target's current state and writes the result
-// as the next version, conditional on that state. If another writer's
-// change came first, every reader ignores this one and update returns
-// ErrConflict; when the ignored write is the newest record of the target,
-// update first writes the winning state again, so that the newest record
-// is an accepted one even after compaction. change reports whether there
-// is anything to write.
+// as the next version, conditional on that state, then reads the topic
+// back: it reports true only once every reader accepts the write. If
+// another writer's change came first, every reader ignores this one and
+// update returns ErrConflict; if the write cannot be read back, it returns
+// ErrNotAccepted. Either way, when the target's newest record is a lost
+// write (this one or another), update re-publishes the accepted state after
+// it (see fold), and a loser whose re-publish failed gets ErrUnrepaired as
+// well. change reports whether there is anything to write; it may set
+// fields from the state it is given, which is the accepted one.
 func (p *Plane) update(ctx context.Context, target, by string, change func(*DesiredState) (bool, error)) (bool, error) {
 	f, err := p.read(ctx)
 	if err != nil {
@@ -167,34 +217,59 @@ func (p *Plane) update(ctx context.Context, target, by string, change func(*Desi
 		return false, err
 	}
 	s.Version++
-	s.UpdatedAt, s.By, s.Write = time.Now().UTC(), by, newWriteID()
+	s.UpdatedAt, s.By, s.Write = p.now().UTC(), by, newWriteID()
 	if err := p.Publish(ctx, target, s); err != nil {
 		return false, err
 	}
-	var conflict error
-	for attempt := 0; attempt < 5; attempt++ {
+	accepted, seen := false, false
+	for attempt := 0; !seen; attempt++ {
+		if attempt == readBackAttempts {
+			return false, fmt.Errorf("%w: %s: written, but not in %s when read back %d times",
+				ErrNotAccepted, target, kafkaadmin.ControlTopic, readBackAttempts)
+		}
 		if f, err = p.read(ctx); err != nil {
-			return false, fmt.Errorf("written, but not read back: %w", err)
+			return false, fmt.Errorf("%w: %s: written, but not read back: %w", ErrNotAccepted, target, err)
 		}
-		now := f.states[target]
-		if now.Write == s.Write {
-			return conflict == nil, conflict
+		accepted, seen = f.writes[s.Write]
+	}
+	winner := f.states[target]
+	repaired := p.repair(ctx, f, target)
+	if accepted {
+		// The change holds whatever came after it: later changes are
+		// based on it. A lost write after it is its writer's to repair;
+		// this one tried too, and the next read tries again.
+		return true, nil
+	}
+	conflict := fmt.Errorf("%w: %s's state was changed by %s at %s; nothing was changed, run the command again",
+		ErrConflict, target, winner.By, winner.UpdatedAt.Format(time.RFC3339))
+	if repaired != nil {
+		return false, fmt.Errorf("%w; %w", conflict, repaired)
+	}
+	return false, conflict
+}
+
+// repair re-publishes target's accepted state, as the next version, while
+// its newest record in f and in the reads after is a lost write, so that
+// compaction keeps the accepted state (see fold). The re-published state
+// is the accepted one as it is, with only a new version and write id.
+func (p *Plane) repair(ctx context.Context, f *fold, target string) error {
+	for attempt := 0; f.newestLost[target]; attempt++ {
+		if attempt == readBackAttempts {
+			return fmt.Errorf("%w: %s: a lost write is still its newest record after %d re-publishes",
+				ErrUnrepaired, target, readBackAttempts)
 		}
-		if conflict == nil {
-			conflict = fmt.Errorf("%w: %s's state was changed by %s at %s; nothing was changed, run the command again",
-				ErrConflict, target, now.By, now.UpdatedAt.Format(time.RFC3339))
-		}
-		if !f.newestLost[target] {
-			return false, conflict
-		}
-		s = now // write the winner again, as the next version
+		s := f.states[target]
 		s.Version++
 		s.Write = newWriteID()
 		if err := p.Publish(ctx, target, s); err != nil {
-			return false, conflict
+			return fmt.Errorf("%w: %s: %w", ErrUnrepaired, target, err)
+		}
+		var err error
+		if f, err = p.read(ctx); err != nil {
+			return fmt.Errorf("%w: %s: re-published, but not read back: %w", ErrUnrepaired, target, err)
 		}
 	}
-	return false, conflict
+	return nil
 }
 
 func newWriteID() string {
@@ -216,12 +291,20 @@ func (p *Plane) SetPaused(ctx context.Context, target string, paused bool, by st
 }
 
 // IssueRewind resolves req and publishes it for target, keeping its pause.
+// It names the rewind after every command already issued for target (see
+// commandID), and returns nil error only once the rewind is the accepted
+// state.
 func (p *Plane) IssueRewind(ctx context.Context, target, eventsTopic string, req RewindRequest, by string) (*Rewind, error) {
 	rw, err := p.ResolveRewind(ctx, eventsTopic, req)
 	if err != nil {
 		return nil, err
 	}
 	_, err = p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		id, err := p.commandID(*s)
+		if err != nil {
+			return false, err
+		}
+		rw.ID = id
 		s.Rewind = rw
 		return true, nil
 	})
@@ -240,9 +323,17 @@ func (p *Plane) SetRetired(ctx context.Context, target, by string) (bool, error)
 }
 
 // IssueSkip publishes a skip for target: every partition moves forward to
-// skip's offsets, and the events between are never applied to it.
+// skip's offsets, and the events between are never applied to it. It sets
+// skip.ID to sort after every command already issued for target (see
+// commandID): commands issued since ResolveSkip named it come before it.
+// It returns nil only once the skip is the accepted state.
 func (p *Plane) IssueSkip(ctx context.Context, target string, skip *Rewind, by string) error {
 	_, err := p.update(ctx, target, by, func(s *DesiredState) (bool, error) {
+		id, err := p.commandID(*s)
+		if err != nil {
+			return false, err
+		}
+		skip.ID = id
 		s.Skip = skip
 		return true, nil
 	})
