@@ -11,6 +11,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -295,8 +296,11 @@ func refuseEvents(code int, shown []schema.EventError, total int) answer {
 	}
 	if total > len(shown) {
 		what := "invalid events"
-		if code == http.StatusForbidden {
+		switch code {
+		case http.StatusForbidden:
 			what = "events outside the key's scope"
+		case http.StatusRequestEntityTooLarge:
+			what = "events too large for the event log"
 		}
 		items = append(items, errorItem{Error: fmt.Sprintf("and %d more %s", total-len(shown), what)})
 	}
@@ -324,15 +328,69 @@ func (h *Handler) append(ctx context.Context, events []schema.Event, keyName str
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
 	defer cancel()
 	if err := h.out.WriteMessages(ctx, msgs...); err != nil {
+		if a, ok := refuseTooLarge(err, events, msgs); ok {
+			h.log.Info("events too large for the event log", "key", keyName, "err", err)
+			span.SetStatus(codes.Error, "record too large")
+			return a, 0
+		}
 		// The error names brokers and topics: it goes to the log, not to
 		// the client.
 		h.log.Warn("kafka write failed", "events", len(msgs), "key", keyName, "err", err)
 		span.SetStatus(codes.Error, "kafka write failed")
-		a := fail(http.StatusServiceUnavailable, "the event log cannot take the write right now; nothing was appended: retry")
+		a := fail(http.StatusServiceUnavailable, "the event log did not confirm the write: some of the events may be stored, the rest not; send the same events (the same ids) again, which stores each once")
 		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
 		return a, 0
 	}
 	return answer{code: http.StatusAccepted, body: map[string]int{"accepted": len(events)}}, len(events)
+}
+
+// refuseTooLarge is the answer to a write that failed for the size of its
+// records: 413 naming each event too large for the event log, which no
+// retry changes (a 503 would have the client retry it for ever). The size
+// that counts is the record's, the event as stored: binary-mode data that
+// is not JSON is stored as base64, a third larger than the body.
+//
+// kafka-go refuses a record over the writer's BatchBytes before it writes
+// any, naming the first (kafka.MessageTooLargeError); a record's size is
+// then a constant plus its key and value (the headers are the same on
+// every record of a request), so any later record at least as long is over
+// too. A broker that refuses a record over the topic's max.message.bytes
+// refuses it alone, and the request's other records may be appended: that
+// stays a 503, whose outcome is unknown, since a 4xx promises that nothing
+// was appended.
+func refuseTooLarge(err error, events []schema.Event, msgs []kafka.Message) (answer, bool) {
+	var faults []schema.EventError
+	tooLarge := func(i int) {
+		msg := fmt.Sprintf("the event is %d bytes as stored, more than the event log takes in one record", len(msgs[i].Value))
+		if events[i].DataBase64 != nil {
+			msg += " (its data is stored as base64, a third larger than sent)"
+		}
+		faults = append(faults, schema.EventError{Index: i, Err: errors.New(msg)})
+	}
+	var first kafka.MessageTooLargeError
+	switch {
+	case errors.As(err, &first):
+		i := slices.IndexFunc(msgs, func(m kafka.Message) bool { return sameBytes(m.Value, first.Message.Value) })
+		if i < 0 {
+			return answer{}, false
+		}
+		size := len(msgs[i].Key) + len(msgs[i].Value)
+		for j := i; j < len(msgs); j++ {
+			if len(msgs[j].Key)+len(msgs[j].Value) >= size {
+				tooLarge(j)
+			}
+		}
+	}
+	if len(faults) == 0 {
+		return answer{}, false
+	}
+	return refuseEvents(http.StatusRequestEntityTooLarge, faults[:min(len(faults), maxReportedFaults)], len(faults)), true
+}
+
+// sameBytes reports whether a and b are one slice of one array: the record
+// kafka-go names is a copy of the kafka.Message, not of its bytes.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // eventLinks are the trace contexts events carried in the CloudEvents

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -192,5 +193,134 @@ func TestRequestsPastTheInFlightBoundGet503(t *testing.T) {
 	}
 	if rec := post(h, "application/json", "Bearer "+testKey, ev1); rec.Code != 202 {
 		t.Fatalf("after the others finished: %d", rec.Code)
+	}
+}
+
+// sizeRefusingAppender is a broker that refuses, record by record, any
+// record over its max.message.bytes, as kafka-go reports it.
+type sizeRefusingAppender struct {
+	recordingAppender
+	maxBytes int
+}
+
+func (s *sizeRefusingAppender) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	errs := make(kafka.WriteErrors, len(msgs))
+	var ok []kafka.Message
+	for i, m := range msgs {
+		if len(m.Value) > s.maxBytes {
+			errs[i] = kafka.MessageSizeTooLarge
+			continue
+		}
+		ok = append(ok, m)
+	}
+	_ = s.recordingAppender.WriteMessages(ctx, ok...)
+	if errs.Count() == 0 {
+		return nil
+	}
+	return errs
+}
+
+// An event can pass the body limit and still be too large for the event
+// log once stored: binary-mode data that is not JSON grows by a third as
+// base64, and a record carries a key and headers too. No retry changes
+// that, so the answer is 413 naming the event, never 503.
+func TestAnEventTooLargeForTheEventLogIs413NamingIt(t *testing.T) {
+	const limit = 64 << 10
+	// A real kafka-go writer checks each record against BatchBytes before
+	// it dials anything: no broker is needed, none is reached.
+	writer := func() Appender {
+		return &kafka.Writer{Addr: kafka.TCP("127.0.0.1:1"), Topic: "events", BatchBytes: limit, MaxAttempts: 1}
+	}
+	binary := map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "b1", "Ce-Source": "s", "Ce-Type": "t"}
+	with := func(m map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for a, b := range m {
+			out[a] = b
+		}
+		return out
+	}
+	big := func(id string, n int) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"s","type":"t","data":"` + strings.Repeat("x", n) + `"}`
+	}
+	cases := []struct {
+		name      string
+		out       Appender
+		headers   map[string]string
+		body      string
+		wantIndex []int
+		wantInMsg string
+	}{
+		{"a binary-mode body that outgrows the record limit as base64 is 413 naming event 0", writer(),
+			with(binary, "Content-Type", "application/octet-stream"), strings.Repeat("\xff", limit*7/8), []int{0}, "base64"},
+		{"a structured event over the record limit is 413 naming it", writer(),
+			map[string]string{"Content-Type": "application/cloudevents+json"}, big("1", limit), []int{0}, "bytes as stored"},
+		{"in a batch, the events over the record limit are named", writer(),
+			map[string]string{"Content-Type": "application/cloudevents-batch+json"},
+			"[" + ev2 + "," + big("a", limit) + "," + ev1 + "," + big("b", limit+10) + "]", []int{1, 3}, "bytes as stored"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if w, ok := c.out.(*kafka.Writer); ok {
+				defer w.Close()
+			}
+			h, _ := newTestHandler(t, c.out, Config{})
+			rec := send(h, c.headers, c.body)
+			var answer struct {
+				Errors []struct {
+					Index *int
+					Error string
+				}
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || rec.Code != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, body %.300s; want 413", rec.Code, rec.Body)
+			}
+			var got []int
+			for _, e := range answer.Errors {
+				if e.Index == nil || !strings.Contains(e.Error, c.wantInMsg) {
+					t.Fatalf("error item %+v: want an index and %q", e, c.wantInMsg)
+				}
+				got = append(got, *e.Index)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.wantIndex) {
+				t.Fatalf("named events %v, want %v", got, c.wantIndex)
+			}
+		})
+	}
+}
+
+// TestABrokerRefusingOneRecordIsAnUnknownOutcome: a broker refuses a
+// record over its limit alone and may append the request's others, so the
+// answer is a 503 saying some events may be stored — never a 4xx, which
+// promises that none is.
+func TestABrokerRefusingOneRecordIsAnUnknownOutcome(t *testing.T) {
+	out := &sizeRefusingAppender{maxBytes: 1000}
+	h, _ := newTestHandler(t, out, Config{})
+	small := `{"specversion":"1.0","id":"s1","source":"s","type":"t"}`
+	large := `{"specversion":"1.0","id":"l1","source":"s","type":"t","data":"` + strings.Repeat("x", 2000) + `"}`
+	rec := send(h, map[string]string{"Content-Type": "application/cloudevents-batch+json"}, "["+small+","+large+"]")
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "may be stored") {
+		t.Fatalf("status %d, body %.300s; want 503 saying some events may be stored", rec.Code, rec.Body)
+	}
+	out.mu.Lock()
+	n := len(out.msgs)
+	out.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d records appended; the broker took the small one", n)
+	}
+}
+
+// JSON data in binary mode is stored as sent, so it takes no more room in
+// the event log than in the body.
+func TestBinaryModeJSONDataIsAppendedAsSent(t *testing.T) {
+	out := &recordingAppender{}
+	h, _ := newTestHandler(t, out, Config{})
+	body := "{ \"html\": \"<b>&</b>\",\n  \"n\": 1.50 }"
+	rec := send(h, map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "b1",
+		"Ce-Source": "s", "Ce-Type": "t"}, body)
+	if rec.Code != 202 || len(out.msgs) != 1 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if v := out.msgs[0].Value; !bytes.Contains(v, []byte(`"data":`+body+`}`)) {
+		t.Fatalf("appended %s, want the body as sent in data", v)
 	}
 }

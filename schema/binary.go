@@ -2,11 +2,11 @@ package schema
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,10 +27,17 @@ func IsBinaryMode(h http.Header) bool {
 // structured mode, which is what sluice appends and what DecodeEvent then
 // validates like any other: the ce-* headers become attributes (their
 // values percent-decoded, as the binding has it), Content-Type becomes
-// datacontenttype, and the body becomes data — as JSON when the media type
-// is JSON, else base64 in data_base64.
+// datacontenttype, and the body becomes data.
+//
+// A body of a JSON media type (*/json or */*+json, as CloudEvents defines
+// it) is data as sent, byte for byte but the whitespace around it: not
+// re-encoded, so neither compacted nor escaped (encoding/json would write
+// "<" as "\u003c"), and what the target stores is what the client sent and
+// DecodeEvent checked. Any other body is data_base64, as the JSON format
+// has binary data, a third larger than the body. The result is the record's
+// value, so its length is what the event log must take.
 func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
-	attrs := map[string]any{}
+	attrs := make(map[string]string, len(h))
 	for name, values := range h {
 		lower := strings.ToLower(name)
 		attr, ok := strings.CutPrefix(lower, "ce-")
@@ -40,11 +47,14 @@ func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
 		if len(values) > 1 {
 			return nil, fmt.Errorf("%w: header %s appears %d times", ErrInvalidEvent, name, len(values))
 		}
+		if _, dup := attrs[attr]; dup { // keys that differ in case only, in a header map not built by net/http
+			return nil, fmt.Errorf("%w: header %s appears more than once", ErrInvalidEvent, name)
+		}
 		v, err := url.PathUnescape(values[0])
 		if err != nil {
 			return nil, fmt.Errorf("%w: header %s is not percent-encoded correctly", ErrInvalidEvent, name)
 		}
-		if !utf8.ValidString(v) { // json.Marshal would turn it into U+FFFD silently
+		if !utf8.ValidString(v) {
 			return nil, fmt.Errorf("%w: %q %v", ErrInvalidEvent, attr, errInvalidUTF8)
 		}
 		switch attr {
@@ -57,16 +67,73 @@ func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
 	if contentType != "" {
 		attrs["datacontenttype"] = contentType
 	}
-	if len(body) > 0 {
-		mt, _, _ := mime.ParseMediaType(contentType)
-		if mt == MediaTypeJSON || strings.HasSuffix(mt, "+json") {
-			if !validJSON(body) {
-				return nil, fmt.Errorf("%w: the body is %s but not valid JSON", ErrInvalidEvent, mt)
-			}
-			attrs["data"] = json.RawMessage(body)
-		} else {
-			attrs["data_base64"] = base64.StdEncoding.EncodeToString(body)
-		}
+	names := make([]string, 0, len(attrs))
+	size := len(`{,"data_base64":""}`) + base64.StdEncoding.EncodedLen(len(body))
+	for name, v := range attrs {
+		names = append(names, name)
+		size += len(name) + len(v) + len(`,"":""`)
 	}
-	return json.Marshal(attrs)
+	slices.Sort(names) // the same request is the same record
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	for i, name := range names {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendString(out, name)
+		out = append(out, ':')
+		out = appendString(out, attrs[name])
+	}
+	if len(body) == 0 {
+		return append(out, '}'), nil
+	}
+	if len(names) > 0 {
+		out = append(out, ',')
+	}
+	if mt, _, _ := mime.ParseMediaType(contentType); isJSONMediaType(mt) {
+		if !validJSON(body) {
+			return nil, fmt.Errorf("%w: the body is %s but not valid JSON", ErrInvalidEvent, mt)
+		}
+		out = append(out, `"data":`...)
+		out = append(out, trimSpace(body)...)
+	} else {
+		out = append(out, `"data_base64":"`...)
+		out = base64.StdEncoding.AppendEncode(out, body)
+		out = append(out, '"')
+	}
+	return append(out, '}'), nil
+}
+
+// isJSONMediaType reports whether the media type mt (lower case, without
+// parameters) declares JSON: CloudEvents' rule is a subtype of "json" or
+// one ending in "+json".
+func isJSONMediaType(mt string) bool {
+	return strings.HasSuffix(mt, "/json") || strings.HasSuffix(mt, "+json")
+}
+
+// appendString appends s as a JSON string, escaping only what JSON
+// requires (a quote, a backslash, a control byte): unlike encoding/json,
+// it writes "<", "&" and U+2028 as themselves, so the attribute is stored
+// as the header said it. Invalid UTF-8 is written as is, for DecodeEvent
+// to refuse by name rather than encoding/json to turn into U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -1,12 +1,10 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"regexp"
-	"strings"
+	"math"
 	"time"
 )
 
@@ -51,17 +49,18 @@ func (e *Event) PartitionKey() string {
 	return e.Source
 }
 
-// extensionName is the CloudEvents rule for attribute names: lower-case
-// ASCII letters and digits. The specification advises 20 characters at most;
-// we accept up to 64 to be lenient with producers that stretch it.
-var extensionName = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-
 // DecodeEvent parses and validates one CloudEvent in JSON structured mode.
 // Errors wrap ErrInvalidEvent and name the attribute at fault.
 //
 // The checks run in a fixed order, and the first fault is the one reported:
-// the string attributes (required, then optional), the specversion, the time,
-// data against data_base64, and last the extension attributes.
+// a member named twice (which of its values a reader takes is up to the
+// reader, so none is taken), the string attributes (required, then
+// optional), the specversion, the time, data against data_base64, and last
+// the extension attributes, in document order.
+//
+// Decoding is linear in the size of raw, whatever its shape: one scan
+// validates it, one walks its members and files each under its attribute
+// as it goes, and data is checked in one more (see checkData).
 func DecodeEvent(raw []byte) (Event, error) {
 	return decodeEvent(raw, false)
 }
@@ -69,19 +68,20 @@ func DecodeEvent(raw []byte) (Event, error) {
 // decodeEvent is DecodeEvent; valid says raw is known to be valid JSON (an
 // element of a batch the caller validated whole), which spares a scan.
 func decodeEvent(raw []byte, valid bool) (Event, error) {
-	raw = bytes.TrimSpace(raw)
-	// An event's members fit here, on the stack, unless it has more than a
-	// dozen or so extensions.
-	var room [16]member
-	attrs, err := decodeObject(room[:0], raw, valid)
+	raw = trimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' || (!valid && !validJSON(raw)) {
+		return Event{}, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
+	}
+	var attrs attributes
+	ext, extErr, err := fileMembers(raw, &attrs)
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Raw: json.RawMessage(raw)}
-	if err := takeRequiredAttributes(attrs, &ev); err != nil {
+	ev := Event{Raw: json.RawMessage(raw), Extensions: ext}
+	if err := takeRequiredAttributes(&attrs, &ev); err != nil {
 		return Event{}, err
 	}
-	opt, err := takeOptionalAttributes(attrs, &ev)
+	opt, err := takeOptionalAttributes(&attrs, &ev)
 	if err != nil {
 		return Event{}, err
 	}
@@ -91,31 +91,124 @@ func decodeEvent(raw []byte, valid bool) (Event, error) {
 	if ev.Time, err = parseTime(opt.time); err != nil {
 		return Event{}, err
 	}
-	if err := takeData(attrs, opt.dataBase64, &ev); err != nil {
+	if err := takeData(attrs[attrData], opt.dataBase64, &ev); err != nil {
 		return Event{}, err
 	}
-	if ev.Extensions, err = takeExtensions(attrs); err != nil {
-		return Event{}, err
+	if extErr != nil {
+		return Event{}, extErr
 	}
 	return ev, nil
 }
 
-// decodeObject parses raw as a JSON object, attribute name to raw value.
-// The members are appended to ms.
-func decodeObject(ms members, raw []byte, valid bool) (members, error) {
-	if len(raw) == 0 || raw[0] != '{' || (!valid && !validJSON(raw)) {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
+// The attributes the specification defines, as indexes of attributes.
+const (
+	attrSpecVersion = iota
+	attrID
+	attrSource
+	attrType
+	attrSubject
+	attrTime
+	attrDataContentType
+	attrDataSchema
+	attrData
+	attrDataBase64
+	numAttributes
+)
+
+// attributes holds the raw value of each attribute the specification
+// defines, by index; nil when the event has no such member.
+type attributes [numAttributes]json.RawMessage
+
+// specAttribute is the index in attributes of the attribute called name,
+// or -1 when the specification defines none by that name: an extension.
+func specAttribute(name []byte) int {
+	switch string(name) { // a switch on string(name) does not copy name
+	case "specversion":
+		return attrSpecVersion
+	case "id":
+		return attrID
+	case "source":
+		return attrSource
+	case "type":
+		return attrType
+	case "subject":
+		return attrSubject
+	case "time":
+		return attrTime
+	case "datacontenttype":
+		return attrDataContentType
+	case "dataschema":
+		return attrDataSchema
+	case "data":
+		return attrData
+	case "data_base64":
+		return attrDataBase64
 	}
-	return objectMembers(ms, raw), nil
+	return -1
 }
 
-// takeString removes the attribute name from attrs and returns its value,
-// which must be a JSON string of at most MaxAttributeBytes. An absent or null
-// attribute is "" when optional, an error when required; a required one must
-// not be empty either.
-func takeString(attrs members, name string, required bool) (string, error) {
-	v, ok := attrs.take(name)
-	if !ok || string(v) == "null" {
+// fileMembers files each member of the valid JSON object raw, in one pass:
+// the attributes of the specification into attrs, the extension attributes
+// into the returned map (nil when there are none; null ones are absent, as
+// CloudEvents has it). It checks each extension as it goes, and returns the
+// first fault in document order as extErr, for the caller to report after
+// the faults of the specification's attributes.
+//
+// A name given twice is err, naming it, whatever the values (null
+// included): readers differ on which value they take (the first, the last,
+// or none), so the stored bytes would not mean one thing, and whichever
+// copy the checks saw, the other would go unchecked. Names are compared
+// unescaped, so "\u0069d" is "id".
+func fileMembers(raw []byte, attrs *attributes) (ext map[string]json.RawMessage, extErr, err error) {
+	nulls := false
+	s := newObjectScanner(raw)
+	for {
+		name, v, ok := s.next()
+		if !ok {
+			break
+		}
+		if a := specAttribute(name); a >= 0 {
+			if attrs[a] != nil {
+				return nil, nil, errDuplicate(name)
+			}
+			attrs[a] = v
+			continue
+		}
+		if ext == nil {
+			ext = make(map[string]json.RawMessage)
+		} else if _, dup := ext[string(name)]; dup {
+			return nil, nil, errDuplicate(name)
+		}
+		ext[string(name)] = v // a null one too, to catch it given twice
+		nulls = nulls || v[0] == 'n'
+		if extErr == nil {
+			extErr = checkExtension(name, v)
+		}
+	}
+	if nulls {
+		for name, v := range ext {
+			if v[0] == 'n' {
+				delete(ext, name)
+			}
+		}
+	}
+	if len(ext) == 0 {
+		ext = nil
+	}
+	return ext, extErr, nil
+}
+
+func errDuplicate(name []byte) error {
+	return fmt.Errorf("%w: member %q appears more than once", ErrInvalidEvent, name)
+}
+
+// takeString returns the value of the attribute a, which must be a JSON
+// string of at most MaxAttributeBytes. An absent or null attribute is ""
+// when optional, an error when required; a required one must not be empty
+// either.
+func takeString(attrs *attributes, a int, required bool) (string, error) {
+	name, v := attributeNames[a], attrs[a]
+	if v == nil || string(v) == "null" {
 		if required {
 			return "", fmt.Errorf("%w: %q is required", ErrInvalidEvent, name)
 		}
@@ -133,7 +226,7 @@ func takeString(attrs members, name string, required bool) (string, error) {
 	}
 	// data_base64 is bounded by the body's limit alone: binary payloads are
 	// what it is for.
-	if len(s) > MaxAttributeBytes && name != "data_base64" {
+	if len(s) > MaxAttributeBytes && a != attrDataBase64 {
 		return "", fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidEvent, name, MaxAttributeBytes)
 	}
 	if err := checkAttributeString(s); err != nil {
@@ -142,29 +235,43 @@ func takeString(attrs members, name string, required bool) (string, error) {
 	return s, nil
 }
 
+// attributeNames are the names of the attributes, by index.
+var attributeNames = [numAttributes]string{
+	attrSpecVersion:     "specversion",
+	attrID:              "id",
+	attrSource:          "source",
+	attrType:            "type",
+	attrSubject:         "subject",
+	attrTime:            "time",
+	attrDataContentType: "datacontenttype",
+	attrDataSchema:      "dataschema",
+	attrData:            "data",
+	attrDataBase64:      "data_base64",
+}
+
 // takeRequiredAttributes sets specversion, id, source and type on ev from
-// attrs (removing them), each a non-empty string, and reports the first one
-// at fault. The specversion's value is checked later, by checkSpecVersion.
-func takeRequiredAttributes(attrs members, ev *Event) error {
-	return takeStrings(attrs, true, []namedString{
-		{"specversion", &ev.SpecVersion},
-		{"id", &ev.ID},
-		{"source", &ev.Source},
-		{"type", &ev.Type},
+// attrs, each a non-empty string, and reports the first one at fault. The
+// specversion's value is checked later, by checkSpecVersion.
+func takeRequiredAttributes(attrs *attributes, ev *Event) error {
+	return takeStrings(attrs, true, []indexedString{
+		{attrSpecVersion, &ev.SpecVersion},
+		{attrID, &ev.ID},
+		{attrSource, &ev.Source},
+		{attrType, &ev.Type},
 	})
 }
 
-// namedString is an attribute and where its value goes.
-type namedString struct {
-	name string
+// indexedString is an attribute and where its value goes.
+type indexedString struct {
+	attr int
 	dst  *string
 }
 
 // takeStrings takes each of fields from attrs in order, and reports the
 // first one at fault.
-func takeStrings(attrs members, required bool, fields []namedString) error {
+func takeStrings(attrs *attributes, required bool, fields []indexedString) error {
 	for _, f := range fields {
-		s, err := takeString(attrs, f.name, required)
+		s, err := takeString(attrs, f.attr, required)
 		if err != nil {
 			return err
 		}
@@ -180,16 +287,16 @@ type optionalText struct {
 }
 
 // takeOptionalAttributes sets subject, datacontenttype and dataschema on ev
-// from attrs (removing them, along with time and data_base64, whose text it
-// returns), each a string when present, and reports the first one at fault.
-func takeOptionalAttributes(attrs members, ev *Event) (optionalText, error) {
+// from attrs (and returns the text of time and data_base64), each a string
+// when present, and reports the first one at fault.
+func takeOptionalAttributes(attrs *attributes, ev *Event) (optionalText, error) {
 	var opt optionalText
-	err := takeStrings(attrs, false, []namedString{
-		{"subject", &ev.Subject},
-		{"time", &opt.time},
-		{"datacontenttype", &ev.DataContentType},
-		{"dataschema", &ev.DataSchema},
-		{"data_base64", &opt.dataBase64},
+	err := takeStrings(attrs, false, []indexedString{
+		{attrSubject, &ev.Subject},
+		{attrTime, &opt.time},
+		{attrDataContentType, &ev.DataContentType},
+		{attrDataSchema, &ev.DataSchema},
+		{attrDataBase64, &opt.dataBase64},
 	})
 	if err != nil {
 		return optionalText{}, err
@@ -205,35 +312,16 @@ func checkSpecVersion(v string) error {
 	return nil
 }
 
-// parseTime parses the "time" attribute as RFC 3339; "" (absent) is the zero
-// time.
-func parseTime(text string) (time.Time, error) {
-	if text == "" {
-		return time.Time{}, nil
-	}
-	// RFC 3339 allows a lower-case "t" and "z" (section 5.6) and a leap
-	// second (":60"), which Go's parser does not.
-	norm := strings.ToUpper(text)
-	leap := false
-	if len(norm) >= 19 && norm[17:19] == "60" {
-		norm, leap = norm[:17]+"59"+norm[19:], true
-	}
-	t, err := time.Parse(time.RFC3339Nano, norm)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: \"time\" %q is not an RFC 3339 timestamp", ErrInvalidEvent, text)
-	}
-	if leap {
-		t = t.Add(time.Second)
-	}
-	return t, nil
-}
-
-// takeData sets ev.Data from the "data" member of attrs (removing it; null is
-// absent) and ev.DataBase64 from the decoded dataBase64 text, of which at
-// most one may be present.
-func takeData(attrs members, dataBase64 string, ev *Event) error {
-	if data, ok := attrs.take("data"); ok {
+// takeData sets ev.Data from the "data" member's raw value (nil: absent;
+// null is absent too), which must pass checkJSONText and checkData, and
+// ev.DataBase64 from the decoded dataBase64 text, of which at most one may
+// be present.
+func takeData(data json.RawMessage, dataBase64 string, ev *Event) error {
+	if data != nil {
 		if err := checkJSONText(data); err != nil {
+			return fmt.Errorf("%w: \"data\" %v", ErrInvalidEvent, err)
+		}
+		if err := checkData(data); err != nil {
 			return fmt.Errorf("%w: \"data\" %v", ErrInvalidEvent, err)
 		}
 		if string(data) != "null" {
@@ -254,38 +342,84 @@ func takeData(attrs members, dataBase64 string, ev *Event) error {
 	return nil
 }
 
-// takeExtensions checks what attrs still holds once the attributes of the
-// specification are taken out: extension attributes, each named by the
-// CloudEvents rule and a scalar. Null ones are absent. It returns nil when
-// there are none.
-func takeExtensions(attrs members) (map[string]json.RawMessage, error) {
-	var ext map[string]json.RawMessage
-	for i := range attrs {
-		if attrs[i].taken {
-			continue
-		}
-		name, v := string(attrs[i].name), attrs[i].value
-		if v, _ = attrs.take(name); string(v) == "null" {
-			continue // CloudEvents: a null attribute is an absent one
-		}
-		if !extensionName.MatchString(name) {
-			return nil, fmt.Errorf("%w: attribute name %q must be lower-case letters and digits", ErrInvalidEvent, name)
-		}
-		switch v[0] {
-		case '{', '[':
-			return nil, fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
-		case '"':
-			if err := checkJSONText(v); err != nil {
-				return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
-			}
-			if err := checkAttributeString(unquote(v)); err != nil {
-				return nil, fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
-			}
-		}
-		if ext == nil {
-			ext = make(map[string]json.RawMessage, len(attrs)-i)
-		}
-		ext[name] = v
+// checkExtension checks the extension attribute name of value v: named
+// by the CloudEvents rule (a null one too: a bad name is a bad member,
+// whatever its value) and a string, a boolean or an Integer.
+func checkExtension(name []byte, v json.RawMessage) error {
+	if !isExtensionName(name) {
+		return fmt.Errorf("%w: attribute name %q must be lower-case letters and digits (1 to %d)", ErrInvalidEvent, name, maxExtensionName)
 	}
-	return ext, nil
+	switch v[0] {
+	case 'n', 't', 'f': // null, true, false
+		return nil
+	case '{', '[':
+		return fmt.Errorf("%w: extension %q must be a string, number or boolean", ErrInvalidEvent, name)
+	case '"':
+		if err := checkJSONText(v); err != nil {
+			return fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
+		}
+		if err := checkAttributeString(unquote(v)); err != nil {
+			return fmt.Errorf("%w: extension %q %v", ErrInvalidEvent, name, err)
+		}
+		return nil
+	}
+	if !isInteger(v) {
+		return fmt.Errorf("%w: extension %q is the number %s, but a number attribute is a CloudEvents Integer: digits alone, from %d to %d",
+			ErrInvalidEvent, name, excerpt(v), math.MinInt32, math.MaxInt32)
+	}
+	return nil
+}
+
+// maxExtensionName bounds the name of an extension attribute. The
+// specification advises 20 characters at most; we accept up to 64 to be
+// lenient with producers that stretch it.
+const maxExtensionName = 64
+
+// isExtensionName is the CloudEvents rule for attribute names: lower-case
+// ASCII letters and digits.
+func isExtensionName(name []byte) bool {
+	if len(name) == 0 || len(name) > maxExtensionName {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isInteger reports whether the number v (valid JSON) is a CloudEvents
+// Integer as the JSON format writes one: "only the integer component
+// optionally prefixed with a minus sign" (no fraction, no exponent, even
+// one that leaves a whole number), from -2³¹ to 2³¹-1.
+func isInteger(v []byte) bool {
+	digits := v
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 10 { // 2147483648 has ten digits
+		return false
+	}
+	n := int64(0)
+	for _, c := range digits {
+		if !isDigit(c) {
+			return false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if v[0] == '-' {
+		n = -n
+	}
+	return n >= math.MinInt32 && n <= math.MaxInt32
+}
+
+// excerpt is at most the first 40 bytes of a value, for an error message:
+// the value may be a megabyte long.
+func excerpt(v []byte) string {
+	const most = 40
+	if len(v) <= most {
+		return string(v)
+	}
+	return string(v[:most]) + "…"
 }

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -47,7 +46,7 @@ type EventError struct {
 // returned slice, and the request is acceptable only when that slice is
 // empty. An empty batch is valid: it holds no event.
 func DecodeRequest(mediaType string, body []byte, maxEvents int) ([]Event, []EventError, error) {
-	body = bytes.TrimSpace(body)
+	body = trimSpace(body)
 	if len(body) == 0 {
 		return nil, nil, fmt.Errorf("%w: empty body", ErrMalformedBody)
 	}

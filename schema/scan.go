@@ -87,49 +87,51 @@ func arrayElements(b []byte, max int) (elems []json.RawMessage, ok bool) {
 	return elems, true
 }
 
-// member is one name and value of an event object.
-type member struct {
-	name  []byte // unescaped
-	value json.RawMessage
-	taken bool
+// objectScanner walks the members of a valid JSON object, in document
+// order, one at a time: nothing is gathered, so an object of a hundred
+// thousand members costs its scan and no more.
+type objectScanner struct {
+	b []byte
+	i int // at the next member's name, or at the closing brace
 }
 
-// members are an object's members in document order. A slice beats a map
-// for the dozen members of an event: no hashing, no string per name.
-type members []member
-
-// take marks the members called name as taken and returns the value of the
-// last of them (a name given twice keeps its last value, as encoding/json
-// does).
-func (ms members) take(name string) (json.RawMessage, bool) {
-	var v json.RawMessage
-	found := false
-	for i := range ms {
-		if !ms[i].taken && string(ms[i].name) == name {
-			v, found, ms[i].taken = ms[i].value, true, true
-		}
-	}
-	return v, found
+// newObjectScanner starts a walk of the valid JSON object b.
+func newObjectScanner(b []byte) objectScanner {
+	return objectScanner{b: b, i: skipSpace(b, skipSpace(b, 0)+1)} // past '{'
 }
 
-// objectMembers appends the members of the valid JSON object b to ms.
-func objectMembers(ms members, b []byte) members {
-	i := skipSpace(b, skipSpace(b, 0)+1) // past '{'
-	for i < len(b) && b[i] != '}' {
-		end := stringEnd(b, i)
-		name := b[i+1 : end-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
-			name = []byte(unquote(b[i:end]))
-		}
-		i = skipSpace(b, skipSpace(b, end)+1) // past ':'
-		vend := valueEnd(b, i)
-		ms = append(ms, member{name: name, value: b[i:vend]})
-		i = skipSpace(b, vend)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
+// next returns the next member's name (unescaped) and value; ok is false
+// past the last.
+func (s *objectScanner) next() (name []byte, value json.RawMessage, ok bool) {
+	b, i := s.b, s.i
+	if i >= len(b) || b[i] == '}' {
+		return nil, nil, false
 	}
-	return ms
+	end := stringEnd(b, i)
+	name = b[i+1 : end-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		name = []byte(unquote(b[i:end]))
+	}
+	i = skipSpace(b, skipSpace(b, end)+1) // past ':'
+	vend := valueEnd(b, i)
+	value = b[i:vend]
+	i = skipSpace(b, vend)
+	if i < len(b) && b[i] == ',' {
+		i = skipSpace(b, i+1)
+	}
+	s.i = i
+	return name, value, true
+}
+
+// trimSpace trims the whitespace JSON allows around a value: space, tab, CR
+// and LF. bytes.TrimSpace trims more (\v, \f, U+0085, U+00A0, …), which
+// would make "\v{…}" an event though it is not JSON.
+func trimSpace(b []byte) []byte {
+	i, j := skipSpace(b, 0), len(b)
+	for j > i && (b[j-1] == ' ' || b[j-1] == '\t' || b[j-1] == '\r' || b[j-1] == '\n') {
+		j--
+	}
+	return b[i:j]
 }
 
 // unquote is the value of a valid string literal; most hold no escape and

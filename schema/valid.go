@@ -1,7 +1,9 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 )
 
@@ -284,4 +286,227 @@ func init() {
 	for _, c := range []byte("0123456789abcdefABCDEF") {
 		hexDigit[c] = true
 	}
+}
+
+// checkData checks the "data" of an event, valid JSON that checkJSONText
+// has passed, for what JSON allows but sluice refuses, in one pass: a
+// member name given twice in one object (readers differ on which value
+// they take: encoding/json and jsonb the last, others the first or an
+// error, so the stored bytes would not mean one thing), a number that
+// PostgreSQL's numeric cannot hold, and nesting deeper than maxDataDepth.
+// What it accepts, the target stores as the client sent it.
+func checkData(b []byte) error {
+	// The name sets of a typical event's data fit here, on the stack.
+	var (
+		nameRoom  [32][]byte
+		startRoom [8]int
+		setRoom   [8]map[string]struct{}
+	)
+	objects := nameSets{names: nameRoom[:0], starts: startRoom[:0], sets: setRoom[:0]}
+	depth := 0
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '{' || c == '[':
+			if depth++; depth > maxDataDepth {
+				return errDataTooDeep
+			}
+			if c == '{' {
+				objects = objects.open()
+			}
+			i++
+		case c == '}':
+			objects = objects.close()
+			depth--
+			i++
+		case c == ']':
+			depth--
+			i++
+		case c == '"':
+			end := stringEnd(b, i)
+			j := skipSpace(b, end)
+			if j >= len(b) || b[j] != ':' {
+				i = end // a string value
+				continue
+			}
+			name := unquotedName(b[i:end])
+			var fresh bool
+			if objects, fresh = objects.add(name); !fresh {
+				return fmt.Errorf("has the member %q twice in one object", name)
+			}
+			i = j + 1
+		case c == '-' || isDigit(c):
+			end := i + 1
+			for end < len(b) && numberByte[b[end]] {
+				end++
+			}
+			if !numericFits(b[i:end]) {
+				return fmt.Errorf("holds the number %s, beyond PostgreSQL's numeric (%d digits before the point, %d after, as written)",
+					excerpt(b[i:end]), maxNumericDigits, maxNumericScale)
+			}
+			i = end
+		default: // space, comma, or a letter of true, false or null
+			i++
+		}
+	}
+	return nil
+}
+
+// maxDataDepth bounds how deep arrays and objects nest in data. The target
+// stores data as jsonb, and PostgreSQL parses JSON recursively, checking
+// its stack against max_stack_depth (2 MB by default): that takes some
+// thousands of levels, fewer under a smaller setting or a deeper caller (a
+// trigger, a function over the jsonb). An event the edge accepts and the
+// target refuses is dead-lettered after its 202; 512 levels is far inside
+// what PostgreSQL takes, and far beyond what real payloads nest.
+const maxDataDepth = 512
+
+var errDataTooDeep = fmt.Errorf("nests arrays and objects more than %d deep", maxDataDepth)
+
+// The bounds of PostgreSQL's numeric, as which jsonb stores every number
+// (numeric.c, set_var_from_str and make_result): the first base-10000
+// digit's weight is an int16, so at most 131072 decimal digits before the
+// point; the display scale (digits after the point, as written: 1.0e-2 has
+// three) is at most 0x3FFF; and an exponent past (2³¹-1)/2 is refused
+// outright, even on zero.
+const (
+	maxNumericDigits   = 131072
+	maxNumericScale    = 16383
+	maxNumericExponent = (1<<31 - 1) / 2
+)
+
+// numericFits reports whether PostgreSQL's numeric holds the number lit
+// (valid JSON), by its bounds above: it computes where the first digit
+// other than zero stands and how many digits follow the point once the
+// exponent is applied, from the digits as written, so a number of any
+// length costs one pass and no arithmetic on its value.
+func numericFits(lit []byte) bool {
+	i := 0
+	if lit[0] == '-' {
+		i++
+	}
+	start := i
+	for i < len(lit) && isDigit(lit[i]) {
+		i++
+	}
+	whole := lit[start:i] // "0" or no leading zero: JSON's grammar
+	var frac []byte
+	if i < len(lit) && lit[i] == '.' {
+		i++
+		start = i
+		for i < len(lit) && isDigit(lit[i]) {
+			i++
+		}
+		frac = lit[start:i]
+	}
+	exp := 0
+	if i < len(lit) { // 'e' or 'E'
+		i++
+		neg := lit[i] == '-'
+		if lit[i] == '+' || neg {
+			i++
+		}
+		for ; i < len(lit); i++ {
+			if exp = exp*10 + int(lit[i]-'0'); exp > maxNumericExponent {
+				return false
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if len(frac)-exp > maxNumericScale {
+		return false
+	}
+	// first is the power of ten of the first digit other than zero.
+	var first int
+	if whole[0] != '0' {
+		first = len(whole) - 1 + exp
+	} else {
+		j := 0
+		for j < len(frac) && frac[j] == '0' {
+			j++
+		}
+		if j == len(frac) {
+			return true // zero, at any exponent the scale allows
+		}
+		first = exp - (j + 1)
+	}
+	// Past the point, the scale bound is the tighter: first ≥ -scale.
+	return first < maxNumericDigits
+}
+
+// numberByte are the bytes a number may hold past its first.
+var numberByte = [256]bool{'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true,
+	'7': true, '8': true, '9': true, '.': true, 'e': true, 'E': true, '+': true, '-': true}
+
+// unquotedName is the name a member name literal (valid JSON) stands for:
+// its own bytes unless it holds an escape, so that "a" and "\u0061" are
+// one name.
+func unquotedName(lit []byte) []byte {
+	if bytes.IndexByte(lit, '\\') < 0 {
+		return lit[1 : len(lit)-1]
+	}
+	return []byte(unquote(lit))
+}
+
+// nameSets are the member names of the objects open at one point of a
+// walk, innermost last, to find a name given twice in one object. A small
+// object's names are searched one by one; past smallObject names the
+// object gets a map, so that each name costs the same whatever the size of
+// its object, and the memory is proportional to the names.
+type nameSets struct {
+	names  [][]byte              // the names of the small open objects, in order
+	starts []int                 // where each open object's names begin in names
+	sets   []map[string]struct{} // each open object's map; nil while it is small
+}
+
+// smallObject is how many names an object holds before it gets a map.
+const smallObject = 16
+
+// The methods take and return nameSets by value, which lets the arrays
+// checkData starts them on stay on its stack.
+
+// open is s with an object opened, innermost.
+func (s nameSets) open() nameSets {
+	s.starts = append(s.starts, len(s.names))
+	s.sets = append(s.sets, nil)
+	return s
+}
+
+// close is s with the innermost object closed.
+func (s nameSets) close() nameSets {
+	top := len(s.starts) - 1
+	s.names = s.names[:s.starts[top]]
+	s.starts, s.sets = s.starts[:top], s.sets[:top]
+	return s
+}
+
+// add is s with name added to the innermost open object; fresh is false
+// when the object had it already.
+func (s nameSets) add(name []byte) (_ nameSets, fresh bool) {
+	top := len(s.starts) - 1
+	if set := s.sets[top]; set != nil {
+		if _, dup := set[string(name)]; dup {
+			return s, false
+		}
+		set[string(name)] = struct{}{}
+		return s, true
+	}
+	own := s.names[s.starts[top]:]
+	for _, n := range own {
+		if bytes.Equal(n, name) {
+			return s, false
+		}
+	}
+	if len(own) < smallObject {
+		s.names = append(s.names, name)
+		return s, true
+	}
+	set := make(map[string]struct{}, 4*smallObject)
+	for _, n := range own {
+		set[string(n)] = struct{}{}
+	}
+	set[string(name)] = struct{}{}
+	s.sets[top] = set
+	return s, true
 }

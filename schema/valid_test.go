@@ -3,6 +3,8 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -197,5 +199,136 @@ func BenchmarkValidJSON(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// names is an object of the members name0 … name(n-1), each of value v.
+func names(n int, v string) string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"name%d":%s`, i, v)
+	}
+	return "{" + strings.Join(members, ",") + "}"
+}
+
+func TestDataRefusesAMemberNamedTwiceInOneObject(t *testing.T) {
+	big := names(3*smallObject, "1") // past the linear search, into a map
+	cases := []struct {
+		name, data string
+		ok         bool
+	}{
+		{"a name given twice at the top of data is refused", `{"a":1,"a":2}`, false},
+		{"a name given twice with equal values is refused", `{"a":1,"a":1}`, false},
+		{"a name given twice in a nested object is refused", `{"x":{"a":1,"b":2,"a":3}}`, false},
+		{"a name given twice in an object inside an array is refused", `[1,{"a":1,"a":null}]`, false},
+		{"an escaped name is the name it stands for", `{"a":1,"\u0061":2}`, false},
+		{"a name given twice after a nested object closes is refused", `{"a":{"b":1},"a":2}`, false},
+		{"a name given twice in an object of many names is refused", big[:len(big)-1] + `,"name7":2}`, false},
+		{"a name given twice at the end of an object of many names is refused", big[:len(big)-1] + `,"x":1,"x":2}`, false},
+		{"one name in two sibling objects is fine", `[{"a":1},{"a":2}]`, true},
+		{"one name at two levels is fine", `{"a":{"a":{"a":1}}}`, true},
+		{"a nested object's names do not count in its parent", `{"a":{"b":1},"b":2}`, true},
+		{"names that differ in case are two names", `{"a":1,"A":2}`, true},
+		{"a name that is a string value elsewhere is fine", `{"a":"b","b":"a"}`, true},
+		{"two objects of many names, one name each, are fine", `{"x":` + big + `,"y":` + big + `}`, true},
+		{"a colon inside a string is no name", `{"a":"b:","c":"a\":"}`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeEvent([]byte(event(`,"data":` + c.data)))
+			if c.ok {
+				if err != nil {
+					t.Fatalf("data %.80s: %v", c.data, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), `"data" has the member`) || !strings.Contains(err.Error(), "twice in one object") {
+				t.Fatalf("data %.80s: err = %v, want the name given twice refused", c.data, err)
+			}
+		})
+	}
+}
+
+func TestDataNumbersFitPostgreSQLNumeric(t *testing.T) {
+	cases := []struct {
+		name, number string
+		ok           bool
+	}{
+		{"a plain number fits", `123.456`, true},
+		{"minus zero fits", `-0`, true},
+		{"an exponent with a sign fits", `1E+5`, true},
+		{"the largest power of ten, 131072 digits before the point, fits", `1e131071`, true},
+		{"a value just under 10^131072 fits", `9.999e131071`, true},
+		{"a value written with a fraction whose first digit stands at 10^131071 fits", `0.1e131072`, true},
+		{"131072 digits before the point fit", "1" + strings.Repeat("0", 131071), true},
+		{"the smallest power of ten, 16383 digits after the point, fits", `1e-16383`, true},
+		{"16383 digits after the point fit", "0." + strings.Repeat("0", 16382) + "1", true},
+		{"zero at any positive exponent fits", `0e200000`, true},
+		{"zero at the largest exponent PostgreSQL parses fits", `0e1073741823`, true},
+		{"a negative number in range fits", `-5e100`, true},
+		{"1e200000 is refused", `1e200000`, false},
+		{"1e-200000 is refused", `1e-200000`, false},
+		{"10^131072 is refused: 131073 digits before the point", `1e131072`, false},
+		{"a negative 10^131072 is refused", `-1e131072`, false},
+		{"ten times 10^131071 is refused", `10e131071`, false},
+		{"131073 digits before the point are refused", "1" + strings.Repeat("0", 131072), false},
+		{"10^-16384 is refused: 16384 digits after the point", `1e-16384`, false},
+		{"16384 digits after the point are refused", "0." + strings.Repeat("0", 16383) + "1", false},
+		{"a scale counts the digits as written: 1.0e-16383 has 16384", `1.0e-16383`, false},
+		{"zero at an exponent past the scale is refused, as PostgreSQL refuses it", `0e-16384`, false},
+		{"an exponent past (2^31-1)/2 is refused even on zero", `0e1073741824`, false},
+		{"an exponent of many digits is refused", `1e99999999999999999999`, false},
+		{"a negative exponent of many digits is refused", `1e-99999999999999999999`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeEvent([]byte(event(`,"data":{"n":[1,` + c.number + `]}`)))
+			if c.ok {
+				if err != nil {
+					t.Fatalf("%.40s: %v", c.number, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), `"data" holds the number`) || !strings.Contains(err.Error(), "PostgreSQL's numeric") {
+				t.Fatalf("%.40s: err = %v, want the number refused", c.number, err)
+			}
+		})
+	}
+}
+
+func TestDataNestsAtMostMaxDataDepth(t *testing.T) {
+	arrays := func(depth int) string { return strings.Repeat("[", depth) + strings.Repeat("]", depth) }
+	objects := func(depth int) string {
+		return strings.Repeat(`{"a":`, depth-1) + "{}" + strings.Repeat("}", depth-1)
+	}
+	mixed := func(depth int) string {
+		return strings.Repeat(`[{"a":`, depth/2) + "1" + strings.Repeat("}]", depth/2)
+	}
+	cases := []struct {
+		name, data string
+		ok         bool
+	}{
+		{"arrays at the bound are accepted", arrays(maxDataDepth), true},
+		{"arrays past the bound are refused", arrays(maxDataDepth + 1), false},
+		{"objects at the bound are accepted", objects(maxDataDepth), true},
+		{"objects past the bound are refused", objects(maxDataDepth + 1), false},
+		{"arrays and objects at the bound are accepted", mixed(maxDataDepth), true},
+		{"arrays and objects past the bound are refused", mixed(maxDataDepth + 2), false},
+		{"many containers side by side are not nesting", "[" + strings.Repeat("[[]],", 10*maxDataDepth) + "[]]", true},
+		{"nesting that encoding/json takes is still refused past the bound", arrays(maxNestingDepth - 1), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeEvent([]byte(event(`,"data":` + c.data)))
+			if c.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), `"data" nests arrays and objects more than 512 deep`) {
+				t.Fatalf("err = %v, want the depth refused", err)
+			}
+		})
 	}
 }

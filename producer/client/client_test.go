@@ -501,6 +501,9 @@ func TestInvalidUTF8IsRefusedBeforeSending(t *testing.T) {
 		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"ext": "\xc3"}},
 		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"id": "x"}},
 		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"obj": map[string]int{}}},
+		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"ratio": 1.5}},              // no float type in CloudEvents
+		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"big": int64(1) << 31}},     // past a 32-bit Integer
+		{ID: "a", Source: "s", Type: "t", Extensions: map[string]any{"num": json.Number("1e3")}}, // not an integer literal
 	} {
 		if n, err := c.Publish(context.Background(), []Event{ev}); n != 0 || !errors.Is(err, ErrInvalidEvent) {
 			t.Errorf("%+v: Publish = %d, %v", ev, n, err)

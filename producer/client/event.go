@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"mime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,7 +34,9 @@ type Event struct {
 	// JSON), else as "data_base64". Nil sends no data.
 	Data []byte
 	// Extensions are extension attributes: lower-case alphanumeric names,
-	// and values that are strings, booleans or numbers.
+	// and values that are strings, booleans or 32-bit integers (the
+	// CloudEvents types; a float or a larger integer is refused: send it
+	// as a string).
 	Extensions map[string]any
 }
 
@@ -110,11 +114,43 @@ func appendExtension(dst []byte, v any) ([]byte, error) {
 			return dst, fmt.Errorf("not valid UTF-8")
 		}
 		return appendString(dst, v), nil
-	case bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, json.Number:
-		b, err := json.Marshal(v)
-		return append(dst, b...), err
+	case bool:
+		return strconv.AppendBool(dst, v), nil
+	case int:
+		return appendInteger(dst, int64(v))
+	case int8:
+		return appendInteger(dst, int64(v))
+	case int16:
+		return appendInteger(dst, int64(v))
+	case int32:
+		return appendInteger(dst, int64(v))
+	case int64:
+		return appendInteger(dst, v)
+	case uint8:
+		return appendInteger(dst, int64(v))
+	case uint16:
+		return appendInteger(dst, int64(v))
+	case uint32:
+		return appendInteger(dst, int64(v))
+	case json.Number:
+		n, err := v.Int64()
+		if err != nil {
+			return dst, fmt.Errorf("%s is not an integer: CloudEvents has no other number type; send it as a string", v)
+		}
+		return appendInteger(dst, n)
+	case float32, float64:
+		return dst, fmt.Errorf("a %T: CloudEvents has no floating-point attribute type; send it as a string", v)
 	}
-	return dst, fmt.Errorf("a %T is not a string, boolean or number", v)
+	return dst, fmt.Errorf("a %T is not a string, boolean or integer", v)
+}
+
+// appendInteger appends a CloudEvents Integer: a 32-bit signed integer,
+// which is all the server accepts.
+func appendInteger(dst []byte, n int64) ([]byte, error) {
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return dst, fmt.Errorf("%d is outside the 32-bit range of a CloudEvents Integer; send it as a string", n)
+	}
+	return strconv.AppendInt(dst, n, 10), nil
 }
 
 // appendString appends s, valid UTF-8, as a JSON string. Unlike
