@@ -7,11 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/control"
 	"github.com/sluicehq/sluice/internal/deadletter"
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/internal/targetdb"
+	"github.com/sluicehq/sluice/schema"
 )
 
 // backfillSession reads the old target: a long read-only snapshot, which
@@ -52,6 +54,22 @@ func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.Backf
 		return res, fmt.Errorf("target %s: %w", dst.Name, err)
 	}
 	defer pool.Close()
+	// An event the new target's schema refuses goes to its DLQ, as its
+	// applier would send it, and the backfill goes on.
+	if err := o.cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(dst.Name)); err != nil {
+		return res, fmt.Errorf("create %s: %w", kafkaadmin.DLQTopic(dst.Name), err)
+	}
+	dlq := o.cluster.NewWriter(kafkaadmin.WriterConfig{Topic: kafkaadmin.DLQTopic(dst.Name), Linger: time.Millisecond,
+		MaxAttempts: 3, BatchBytes: kafkaadmin.DLQMaxRecordBytes})
+	defer dlq.Close()
+	opts.DeadLetter = func(ctx context.Context, partition int, offset int64, value []byte, cause error) error {
+		m := kafka.Message{Topic: o.topic, Partition: partition, Offset: offset, Value: value}
+		if ev, err := schema.DecodeEvent(value); err == nil {
+			m.Key = []byte(ev.PartitionKey())
+		}
+		m = deadletter.Fit(deadletter.Wrap(m, cause, targetdb.Classify(cause).String(), dst.Name, time.Now()), kafkaadmin.DLQMaxRecordBytes)
+		return dlq.WriteMessages(ctx, m)
+	}
 	if res.BackfillResult, err = targetdb.Backfill(ctx, conn, pool, o.topic, dst.Projections, opts); err != nil {
 		return res, err
 	}

@@ -38,7 +38,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				100*float64(p.Done)/float64(max(p.Total, 1)), p.Elapsed.Round(time.Second), eta)
 		},
 		Retrying: func(err error, attempt int) {
-			fmt.Fprintf(stderr, "\n  the new target does not take the chunk yet (attempt %d); retrying: %s\n", attempt+1, oneLine(err.Error()))
+			fmt.Fprintf(stderr, "\n  waiting (attempt %d), a target does not answer yet: %s\n", attempt+1, oneLine(err.Error()))
 		}})
 	fmt.Fprintln(stderr)
 	if err != nil {
@@ -46,6 +46,10 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "target %s: %d events copied from %s, %d of them new; its applier continues from %s's offsets at the snapshot: %v\n",
 		*to, res.Copied, *from, res.New, *from, res.Offsets)
+	if res.DeadLettered > 0 {
+		fmt.Fprintf(stdout, "%d events of %s's ledger refused by %s's schema went to %s's DLQ (sluice ctl dlq list %s)\n",
+			res.DeadLettered, *from, *to, *to, *to)
+	}
 	fmt.Fprintf(stdout, "%s's dead letters: %d applied to %s, %d refused by it too\n", *from, res.FromDLQ, *to, len(res.Refused))
 	printDeadLetters(stdout, res.Refused)
 	return nil

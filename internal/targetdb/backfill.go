@@ -2,6 +2,7 @@ package targetdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -20,10 +21,16 @@ type BackfillOptions struct {
 	Rate float64
 	// Progress, when set, is called after every chunk.
 	Progress func(BackfillProgress)
-	// Retrying, when set, is told of every retryable failure of the new
-	// target (a lock, a timeout, a lost connection) before the chunk is
-	// tried again.
+	// Retrying, when set, is told of every retryable failure of either
+	// target (a lock, a timeout, a lost connection) before the chunk, or
+	// the snapshot of the old target, is tried again.
 	Retrying func(err error, attempt int)
+	// DeadLetter takes an event the new target refuses (a data error of
+	// SQLSTATE class 22 or 23: its schema's fault with this one event, as
+	// an applier's dead letters): value is the event as a CloudEvent in
+	// JSON. The backfill goes on past it once it returns nil. Without it
+	// such an event stops the backfill.
+	DeadLetter func(ctx context.Context, partition int, offset int64, value []byte, cause error) error
 }
 
 // BackfillProgress is how far a backfill got.
@@ -41,6 +48,9 @@ type BackfillResult struct {
 	// Offsets is where the new target's applier continues: the old
 	// target's offsets at the snapshot.
 	Offsets map[int]int64
+	// DeadLettered is how many events the new target refused and
+	// DeadLetter took.
+	DeadLettered int64
 }
 
 // backfillTopic names the new target's offsets rows that record how far a
@@ -62,20 +72,61 @@ func Backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic
 	if opts.Chunk <= 0 {
 		opts.Chunk = 2000
 	}
+	// A lock on the old target's ledger (a migration, a stale transaction)
+	// is waited out as one on the new target is: a run that failed on it
+	// is started again, and resumes from its progress rows.
+	for attempt := 0; ; attempt++ {
+		res, err := backfill(ctx, src, dst, eventsTopic, ps, opts)
+		var old *oldTargetError
+		if err == nil || !errors.As(err, &old) || Classify(err) != Retryable || ctx.Err() != nil {
+			return res, err
+		}
+		if src.IsClosed() {
+			return res, err // the caller's session is gone: nothing to retry on
+		}
+		if opts.Retrying != nil {
+			opts.Retrying(err, attempt)
+		}
+		if !sleepCtx(ctx, backfillBackoff(attempt)) {
+			return res, ctx.Err()
+		}
+	}
+}
+
+// oldTargetError is a failure of the old target's snapshot.
+type oldTargetError struct{ err error }
+
+func (e *oldTargetError) Error() string { return "old target: " + e.err.Error() }
+func (e *oldTargetError) Unwrap() error { return e.err }
+
+func backfillBackoff(attempt int) time.Duration {
+	return min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic string, ps *Projections, opts BackfillOptions) (BackfillResult, error) {
 	res := BackfillResult{Offsets: map[int]int64{}}
 	snap, err := src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return res, fmt.Errorf("old target: %w", err)
+		return res, &oldTargetError{err}
 	}
 	defer snap.Rollback(context.WithoutCancel(ctx))
 	rows, err := snap.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, eventsTopic)
 	if err != nil {
-		return res, fmt.Errorf("old target: read offsets: %w", err)
+		return res, &oldTargetError{fmt.Errorf("read offsets: %w", err)}
 	}
 	var part int32
 	var next int64
 	if _, err := pgx.ForEachRow(rows, []any{&part, &next}, func() error { res.Offsets[int(part)] = next; return nil }); err != nil {
-		return res, fmt.Errorf("old target: read offsets: %w", err)
+		return res, &oldTargetError{fmt.Errorf("read offsets: %w", err)}
 	}
 	progress, err := backfillProgress(ctx, dst, eventsTopic)
 	if err != nil {
@@ -83,11 +134,11 @@ func Backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic
 	}
 	var total int64
 	if err := snap.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&total); err != nil {
-		return res, fmt.Errorf("old target: %w", err)
+		return res, &oldTargetError{err}
 	}
 	parts, err := ledgerPartitions(ctx, snap)
 	if err != nil {
-		return res, fmt.Errorf("old target: %w", err)
+		return res, &oldTargetError{err}
 	}
 	began := time.Now()
 	for _, p := range parts {
@@ -144,41 +195,24 @@ func backfillPartition(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, even
 	cursor := fmt.Sprintf("sluice_backfill_%d", p)
 	if _, err := snap.Exec(ctx, `DECLARE `+cursor+` NO SCROLL CURSOR FOR SELECT `+batchColumns+
 		` FROM sluice_events WHERE kafka_partition = $1 AND kafka_offset >= $2 ORDER BY kafka_offset`, int32(p), from); err != nil {
-		return fmt.Errorf("old target: %w", err)
+		return &oldTargetError{err}
 	}
 	for {
 		chunkBegan := time.Now()
 		rows, err := snap.Query(ctx, fmt.Sprintf(`FETCH %d FROM %s`, opts.Chunk, cursor))
 		if err != nil {
-			return fmt.Errorf("old target: %w", err)
+			return &oldTargetError{err}
 		}
 		values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
 		if err != nil {
-			return fmt.Errorf("old target: %w", err)
+			return &oldTargetError{err}
 		}
 		if len(values) == 0 {
 			return nil
 		}
-		last := values[len(values)-1][len(values[0])-1].(int64) // kafka_offset is the last column
-		var n int64
-		for attempt := 0; ; attempt++ {
-			n, err = backfillChunk(ctx, dst, eventsTopic, ps, p, values, last+1)
-			if err == nil {
-				break
-			}
-			// A locked, slow or restarting new target is waited for: the
-			// chunk is retried. An event's own fault is not.
-			if Classify(err) != Retryable || ctx.Err() != nil {
-				return fmt.Errorf("new target: partition %d at %d: %w", p, last, err)
-			}
-			if opts.Retrying != nil {
-				opts.Retrying(err, attempt)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
-			}
+		n, err := backfillSpan(ctx, snap, dst, eventsTopic, ps, p, values, opts, res)
+		if err != nil {
+			return err
 		}
 		res.Copied += int64(len(values))
 		res.New += n
@@ -194,6 +228,83 @@ func backfillPartition(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, even
 				case <-time.After(wait):
 				}
 			}
+		}
+	}
+}
+
+// backfillSpan applies values (rows of one partition, in log order) to
+// dst, waiting out retryable failures. An event the new target refuses is
+// found by splitting the span in halves, as an applier finds one in a
+// batch, and goes to opts.DeadLetter; the rest applies, in order.
+func backfillSpan(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, eventsTopic string, ps *Projections, p int,
+	values [][]any, opts BackfillOptions, res *BackfillResult) (int64, error) {
+	if len(values) == 0 {
+		return 0, nil
+	}
+	last := values[len(values)-1][len(values[0])-1].(int64) // kafka_offset is the last column
+	for attempt := 0; ; attempt++ {
+		n, err := backfillChunk(ctx, dst, eventsTopic, ps, p, values, last+1)
+		if err == nil {
+			return n, nil
+		}
+		if Classify(err) == Permanent && opts.DeadLetter != nil {
+			if len(values) == 1 {
+				return 0, backfillDeadLetter(ctx, snap, dst, eventsTopic, p, last, err, opts, res)
+			}
+			mid := len(values) / 2
+			n, err := backfillSpan(ctx, snap, dst, eventsTopic, ps, p, values[:mid], opts, res)
+			if err != nil {
+				return n, err
+			}
+			m, err := backfillSpan(ctx, snap, dst, eventsTopic, ps, p, values[mid:], opts, res)
+			return n + m, err
+		}
+		// A locked, slow or restarting new target is waited for: the span
+		// is retried.
+		if Classify(err) != Retryable || ctx.Err() != nil {
+			return 0, fmt.Errorf("new target: partition %d at %d: %w", p, last, err)
+		}
+		if opts.Retrying != nil {
+			opts.Retrying(err, attempt)
+		}
+		if !sleepCtx(ctx, backfillBackoff(attempt)) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// eventAsCloudEvent rebuilds a ledger row as a CloudEvent in JSON, for a
+// dead letter: the record in Kafka may be gone, the row is what the old
+// target holds.
+const eventAsCloudEvent = `
+SELECT (jsonb_strip_nulls(jsonb_build_object('specversion', '1.0', 'id', id, 'source', source, 'type', type,
+	'subject', subject, 'time', to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+	'datacontenttype', datacontenttype, 'dataschema', dataschema, 'data_base64', data_base64))
+	|| coalesce(extensions, '{}'::jsonb)
+	|| CASE WHEN data IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('data', data) END)::text
+FROM sluice_events WHERE kafka_partition = $1 AND kafka_offset = $2`
+
+// backfillDeadLetter hands the refused event at offset to opts.DeadLetter,
+// then records the partition's progress past it.
+func backfillDeadLetter(ctx context.Context, snap pgx.Tx, dst *pgxpool.Pool, eventsTopic string, p int, offset int64,
+	cause error, opts BackfillOptions, res *BackfillResult) error {
+	var value string
+	if err := snap.QueryRow(ctx, eventAsCloudEvent, int32(p), offset).Scan(&value); err != nil {
+		return &oldTargetError{fmt.Errorf("read the refused event %d/%d: %w", p, offset, err)}
+	}
+	if err := opts.DeadLetter(ctx, p, offset, []byte(value), cause); err != nil {
+		return fmt.Errorf("dead-letter %d/%d: %w", p, offset, err)
+	}
+	res.DeadLettered++
+	for attempt := 0; ; attempt++ {
+		_, err := dst.Exec(ctx, `INSERT INTO sluice_offsets (topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, now())
+			ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
+			backfillTopic(eventsTopic), int32(p), offset+1)
+		if err == nil {
+			return nil
+		}
+		if Classify(err) != Retryable || !sleepCtx(ctx, backfillBackoff(attempt)) {
+			return fmt.Errorf("new target: record progress past %d/%d: %w", p, offset, err)
 		}
 	}
 }

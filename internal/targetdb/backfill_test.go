@@ -3,6 +3,7 @@ package targetdb
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/testenv"
+	"github.com/sluicehq/sluice/schema"
 )
 
 // sourceTarget is an old target holding n events over three partitions.
@@ -130,5 +132,73 @@ func TestABackfillWaitsOutALockOnTheNewTarget(t *testing.T) {
 	}
 	if got := count(`SELECT count(*) FROM effects`); got != 300 {
 		t.Fatalf("%d effects, want 300", got)
+	}
+}
+
+// TestABackfillIsolatesWhatTheNewSchemaRefusesAndFinishes: the new target's
+// projection refuses three events (a CHECK of its own); they go to the dead
+// letter taker as CloudEvents, the rest of the ledger applies, and the
+// backfill finishes instead of failing at the same event on every run.
+func TestABackfillIsolatesWhatTheNewSchemaRefusesAndFinishes(t *testing.T) {
+	srcDSN, _ := sourceTarget(t, 600)
+	dst, ps, count := newTarget(t, time.Second)
+	if _, err := dst.Exec(context.Background(), `ALTER TABLE effects ADD CONSTRAINT refuses_13 CHECK (id NOT LIKE '%-13')`); err != nil {
+		t.Fatal(err)
+	}
+	var letters []string
+	res, err := Backfill(context.Background(), testenv.Conn(t, srcDSN), dst, "events", ps, BackfillOptions{Chunk: 64,
+		DeadLetter: func(_ context.Context, p int, off int64, value []byte, cause error) error {
+			ev, err := schema.DecodeEvent(value)
+			if err != nil || Classify(cause) != Permanent || off != 13 {
+				t.Errorf("dead letter %d/%d: %s (%v), cause %v", p, off, value, err, cause)
+			}
+			letters = append(letters, ev.ID)
+			return nil
+		}})
+	if err != nil {
+		t.Fatalf("the backfill stopped at a refused event: %v", err)
+	}
+	sort.Strings(letters)
+	if fmt.Sprint(letters) != "[0-13 1-13 2-13]" || res.DeadLettered != 3 {
+		t.Errorf("dead-lettered %v (%d), want the three refused events", letters, res.DeadLettered)
+	}
+	if n := count(`SELECT count(*) FROM sluice_events`); n != 597 {
+		t.Errorf("the new ledger holds %d events, want 597", n)
+	}
+	if n := count(`SELECT count(*) FROM effects`); n != 597 {
+		t.Errorf("the projection applied %d events, want 597", n)
+	}
+}
+
+// TestABackfillWaitsOutALockOnTheOldTarget: a migration holds the old
+// target's ledger locked when the backfill starts; it waits, says so, and
+// finishes once the lock goes.
+func TestABackfillWaitsOutALockOnTheOldTarget(t *testing.T) {
+	srcDSN, _ := sourceTarget(t, 300)
+	dst, ps, count := newTarget(t, time.Second)
+	ctx := context.Background()
+	holder := testenv.Conn(t, srcDSN)
+	if _, err := holder.Exec(ctx, `BEGIN; LOCK TABLE sluice_events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		_, _ = holder.Exec(ctx, `ROLLBACK`)
+	}()
+	src, err := Connect(ctx, srcDSN, Session{ApplicationName: "sluice-backfill", LockTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	var waits atomic.Int32
+	if _, err := Backfill(ctx, src, dst, "events", ps, BackfillOptions{Chunk: 100,
+		Retrying: func(error, int) { waits.Add(1) }}); err != nil {
+		t.Fatalf("a lock on the old target failed the backfill: %v", err)
+	}
+	if waits.Load() == 0 {
+		t.Error("the backfill never said it waited on the old target's lock")
+	}
+	if n := count(`SELECT count(*) FROM sluice_events`); n != 300 {
+		t.Errorf("the new ledger holds %d events, want 300", n)
 	}
 }
