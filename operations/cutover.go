@@ -2,6 +2,7 @@ package operations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -54,6 +55,19 @@ func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.Backf
 		return res, fmt.Errorf("target %s: %w", dst.Name, err)
 	}
 	defer pool.Close()
+	applied, err := targetdb.Offsets(ctx, pool, o.topic)
+	if err != nil {
+		return res, fmt.Errorf("target %s: %w", dst.Name, err)
+	}
+	if len(applied) > 0 {
+		return res, fmt.Errorf("%w: target %s already applied from the log (its positions: %v); a backfill now would apply "+
+			"older events after newer ones. Fill a fresh database, or replay the log: sluice ctl rewind %s --to-offset earliest",
+			ErrAlreadyApplied, dst.Name, applied, dst.Name)
+	}
+	resume, err := o.fence(ctx, dst.Name)
+	if err != nil {
+		return res, err
+	}
 	// An event the new target's schema refuses goes to its DLQ, as its
 	// applier would send it, and the backfill goes on.
 	if err := o.cluster.EnsureTopics(ctx, 1, kafkaadmin.DLQTopicSpec(dst.Name)); err != nil {
@@ -71,10 +85,73 @@ func (o *Ops) Backfill(ctx context.Context, to, from string, opts targetdb.Backf
 		return dlq.WriteMessages(ctx, m)
 	}
 	if res.BackfillResult, err = targetdb.Backfill(ctx, conn, pool, o.topic, dst.Projections, opts); err != nil {
+		return res, err // still fenced: the applier waits for the run that finishes the backfill
+	}
+	if err = o.offerDeadLetters(ctx, pool, dst, src.Name, &res); err != nil {
 		return res, err
 	}
-	err = o.offerDeadLetters(ctx, pool, dst, src.Name, &res)
-	return res, err
+	return res, resume(ctx)
+}
+
+// ErrAlreadyApplied is returned by Backfill for a target that has already
+// applied from the log.
+var ErrAlreadyApplied = errors.New("the target already applied from the log")
+
+// backfiller names the backfill in the control topic's "by".
+const backfiller = "sluice-backfill"
+
+// fence pauses target for the backfill, so that an applier started meanwhile
+// (the Kubernetes base starts one right after migrate) applies nothing while
+// older events are still being copied in, and waits until every live
+// replica reports it obeys. The returned resume lifts the pause once the
+// backfill is done — only if the backfill set it: an operator's pause stays.
+func (o *Ops) fence(ctx context.Context, target string) (resume func(context.Context) error, err error) {
+	desired, err := o.plane.Current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s's desired state: %w", target, err)
+	}
+	resume = func(context.Context) error { return nil }
+	if d := desired[target]; !d.Paused {
+		if _, err := o.plane.SetPaused(ctx, target, true, backfiller); err != nil {
+			return nil, fmt.Errorf("pause %s for the backfill: %w", target, err)
+		}
+		resume = func(ctx context.Context) error {
+			if _, err := o.plane.SetPaused(ctx, target, false, backfiller); err != nil {
+				return fmt.Errorf("backfill done, but %s could not be resumed (sluice ctl resume %s): %w", target, target, err)
+			}
+			return nil
+		}
+	} else if d.By == backfiller {
+		// An earlier run paused it and stopped: this run resumes it.
+		resume = func(ctx context.Context) error {
+			_, err := o.plane.SetPaused(ctx, target, false, backfiller)
+			return err
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		statuses, err := o.plane.Statuses(ctx)
+		if err != nil {
+			return nil, err
+		}
+		running := []string{}
+		for _, r := range statuses[target] {
+			if !r.Stale(time.Now()) && !r.Paused {
+				running = append(running, r.Replica)
+			}
+		}
+		if len(running) == 0 {
+			return resume, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s's applier replicas %v still apply after it was paused for the backfill; stop them and run it again", target, running)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // offerDeadLetters applies the old target's dead letters to the new one, once

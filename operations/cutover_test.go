@@ -2,6 +2,8 @@ package operations
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +58,53 @@ func TestBackfillOffersTheOldTargetsDeadLettersToTheNewOne(t *testing.T) {
 	var n int
 	if err := testenv.Conn(t, newDSN).QueryRow(ctx, `SELECT count(*) FROM amounts`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("amounts holds %d rows (%v), want 2", n, err)
+	}
+}
+
+// TestABackfillFencesTheNewTargetsApplierAndRefusesATargetThatApplied: while
+// it copies, the new target is paused (an applier started meanwhile applies
+// nothing, so no newer event lands before an older one), and resumed after;
+// a target that has applied from the log is refused, naming the rewind.
+func TestABackfillFencesTheNewTargetsApplierAndRefusesATargetThatApplied(t *testing.T) {
+	cluster := testenv.Kafka(t)
+	ctx := context.Background()
+	if err := cluster.EnsureTopics(ctx, 1, kafkaadmin.ControlTopicSpec(), kafkaadmin.StatusTopicSpec()); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := "old"+testenv.ID(), "new"+testenv.ID()
+	oldDSN, newDSN := testenv.Database(t), testenv.Database(t)
+	pool, err := targetdb.NewPool(oldDSN, targetdb.Session{ApplicationName: "sluice-test"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var recs []targetdb.Record
+	for i := range 50 {
+		recs = append(recs, targetdb.Decode(kafka.Message{Topic: "sluice.events", Partition: 0, Offset: int64(i),
+			Value: []byte(`{"specversion":"1.0","id":"e` + time.Duration(i).String() + `","source":"s","type":"t"}`)}))
+	}
+	if _, err := targetdb.Apply(ctx, pool, recs, targetdb.CursorAfter("sluice.events", 0, recs[len(recs)-1].Msg), nil); err != nil {
+		t.Fatal(err)
+	}
+	ops := New(Config{Cluster: cluster, Targets: []Target{{Name: old, DSN: oldDSN}, {Name: fresh, DSN: newDSN}}})
+	defer ops.Close()
+	pausedDuring := false
+	res, err := ops.Backfill(ctx, fresh, old, targetdb.BackfillOptions{Chunk: 10, Progress: func(targetdb.BackfillProgress) {
+		if d, err := ops.Control().Current(ctx); err == nil && d[fresh].Paused && d[fresh].By == "sluice-backfill" {
+			pausedDuring = true
+		}
+	}})
+	if err != nil || res.Copied != 50 {
+		t.Fatalf("backfill: %+v, %v", res, err)
+	}
+	if !pausedDuring {
+		t.Error("the new target was not paused while the backfill copied")
+	}
+	if d, err := ops.Control().Current(ctx); err != nil || d[fresh].Paused {
+		t.Errorf("the new target is still paused after the backfill: %+v, %v", d[fresh], err)
+	}
+	_, err = ops.Backfill(ctx, fresh, old, targetdb.BackfillOptions{})
+	if !errors.Is(err, ErrAlreadyApplied) || !strings.Contains(err.Error(), "rewind "+fresh+" --to-offset earliest") {
+		t.Fatalf("a backfill into a target that applied from the log: %v; want ErrAlreadyApplied naming the rewind", err)
 	}
 }

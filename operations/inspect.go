@@ -214,19 +214,9 @@ func inspectDatabase(ctx context.Context, t Target, topic string, minAge time.Du
 	if st.Blocking, err = BlockingSessions(ctx, conn, t, minAge); err != nil {
 		return nil, err
 	}
-	rows, err := conn.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, topic)
+	applied, err := targetdb.Offsets(ctx, conn, topic)
 	if err != nil {
-		return nil, fmt.Errorf("read sluice_offsets: %w", err)
-	}
-	applied := map[int]int64{}
-	var p int32
-	var next int64
-	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error {
-		applied[int(p)] = next
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read sluice_offsets: %w", err)
+		return nil, err
 	}
 	var recent int64
 	err = conn.QueryRow(ctx, `SELECT count(*) FROM sluice_events WHERE applied_at > now() - interval '10 seconds'`).Scan(&recent)

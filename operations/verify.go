@@ -281,28 +281,17 @@ func (w watermark) positions() map[int]int64 {
 // commonWatermark is the lower of the two targets' positions per partition
 // (0 for a partition one of them never applied).
 func commonWatermark(ctx context.Context, connA, connB *pgx.Conn, topic string) (watermark, error) {
-	read := func(conn *pgx.Conn) (map[int32]int64, error) {
-		rows, err := conn.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, topic)
-		if err != nil {
-			return nil, err
-		}
-		out := map[int32]int64{}
-		var p int32
-		var next int64
-		_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[p] = next; return nil })
-		return out, err
-	}
-	a, err := read(connA)
+	a, err := targetdb.Offsets(ctx, connA, topic)
 	if err != nil {
 		return watermark{}, err
 	}
-	b, err := read(connB)
+	b, err := targetdb.Offsets(ctx, connB, topic)
 	if err != nil {
 		return watermark{}, err
 	}
 	w := watermark{parts: []int32{}, marks: []int64{}}
 	for p, na := range a {
-		w.parts = append(w.parts, p)
+		w.parts = append(w.parts, int32(p))
 		w.marks = append(w.marks, min(na, b[p]))
 	}
 	return w, nil

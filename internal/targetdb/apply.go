@@ -237,6 +237,24 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// Offsets reads the offsets rows of topic: partition → next offset.
+func Offsets(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, topic string) (map[int]int64, error) {
+	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read sluice_offsets: %w", err)
+	}
+	out := map[int]int64{}
+	var p int32
+	var next int64
+	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[int(p)] = next; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("read sluice_offsets: %w", err)
+	}
+	return out, nil
+}
+
 // LoadOffset reads a partition's offsets row.
 func LoadOffset(ctx context.Context, q Querier, topic string, partition int) (Offset, error) {
 	var o Offset

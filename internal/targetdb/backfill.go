@@ -119,14 +119,8 @@ func backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic
 		return res, &oldTargetError{err}
 	}
 	defer snap.Rollback(context.WithoutCancel(ctx))
-	rows, err := snap.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, eventsTopic)
-	if err != nil {
-		return res, &oldTargetError{fmt.Errorf("read offsets: %w", err)}
-	}
-	var part int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&part, &next}, func() error { res.Offsets[int(part)] = next; return nil }); err != nil {
-		return res, &oldTargetError{fmt.Errorf("read offsets: %w", err)}
+	if res.Offsets, err = Offsets(ctx, snap, eventsTopic); err != nil {
+		return res, &oldTargetError{err}
 	}
 	progress, err := backfillProgress(ctx, dst, eventsTopic)
 	if err != nil {
@@ -161,15 +155,7 @@ func backfill(ctx context.Context, src *pgx.Conn, dst *pgxpool.Pool, eventsTopic
 }
 
 func backfillProgress(ctx context.Context, dst *pgxpool.Pool, eventsTopic string) (map[int]int64, error) {
-	rows, err := dst.Query(ctx, `SELECT partition, next_offset FROM sluice_offsets WHERE topic = $1`, backfillTopic(eventsTopic))
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]int64{}
-	var p int32
-	var next int64
-	_, err = pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[int(p)] = next; return nil })
-	return out, err
+	return Offsets(ctx, dst, backfillTopic(eventsTopic))
 }
 
 func ledgerPartitions(ctx context.Context, tx pgx.Tx) ([]int, error) {
