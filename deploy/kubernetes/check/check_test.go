@@ -26,7 +26,7 @@ import (
 )
 
 // The metric the HorizontalPodAutoscaler scales ingest on, served by
-// prometheus-adapter from sluice_ingest_requests_total (README).
+// prometheus-adapter from sluice_ingest_requests_total (docs/kubernetes.md).
 const requestRateMetric = "sluice_ingest_requests_per_second"
 
 // devMarker is in every value of a Secret that kustomize renders: the only
@@ -67,7 +67,7 @@ func TestManifests(t *testing.T) {
 		})
 	}
 	// Every overlay's containers read the Secret keys the base's do: the ones
-	// README's `kubectl create secret` gives and the dev placeholders hold
+	// docs/kubernetes.md's `kubectl create secret` gives and the dev placeholders hold
 	// (a key missing from a rendered Secret is a finding of its own).
 	for dir, keys := range secretKeys {
 		if !slices.Equal(keys, secretKeys["base"]) {
