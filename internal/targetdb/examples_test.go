@@ -257,3 +257,21 @@ func TestTheReplayCheckFindsATamperedRowOfAProjectionTable(t *testing.T) {
 		t.Errorf("the check changed the live table: %q, %v", name, err)
 	}
 }
+
+// TestTheShopExampleWritesTheTablesItSaysItWrites: a projection's tables
+// default to what its SQL writes; the examples' comments must not add any.
+func TestTheShopExampleWritesTheTablesItSaysItWrites(t *testing.T) {
+	for file, want := range map[string]string{
+		"v1/customers.sql":     "customers",
+		"v2/clients.sql":       "clients",
+		"v2/client_emails.sql": "client_emails",
+	} {
+		sql, err := os.ReadFile(filepath.Join(shopExample, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(WrittenTables(string(sql)), ","); got != want {
+			t.Errorf("%s writes %q, want %q", file, got, want)
+		}
+	}
+}

@@ -138,11 +138,16 @@ var tableName = regexp.MustCompile(`^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$`)
 // INTO, quoted or not, schema-qualified or not.
 var writes = regexp.MustCompile(`(?is)\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|MERGE\s+INTO)\s+(?:ONLY\s+)?((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)`)
 
+// notCode matches what a statement holds that is not SQL to scan for table
+// names: comments and string constants.
+var notCode = regexp.MustCompile(`(?s)--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'`)
+
 // WrittenTables lists, in order and once each, the tables sql writes by
 // name: the default of a projection's Tables. "ON CONFLICT … DO UPDATE SET"
 // names no table and is not taken for one.
 func WrittenTables(sql string) []string {
 	var out []string
+	sql = notCode.ReplaceAllString(sql, " ") // "the update takes…" in a comment names no table
 	for _, m := range writes.FindAllStringSubmatch(sql, -1) {
 		name := strings.Join(strings.Fields(m[1]), "")
 		if !strings.Contains(name, `"`) {

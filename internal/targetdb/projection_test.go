@@ -278,6 +278,7 @@ func TestWrittenTablesAreTheTargetsOfTheStatementsWrites(t *testing.T) {
 		{"data-modifying WITH clauses", "WITH d AS (DELETE FROM carts USING batch b WHERE carts.id = b.subject) UPDATE ONLY stock SET n = n - 1", "carts,stock"},
 		{"a merge", "MERGE INTO balances b USING batch ON b.id = batch.subject WHEN MATCHED THEN UPDATE SET n = 1", "balances"},
 		{"a statement that writes through a function", "SELECT apply_somewhere(id) FROM batch", ""},
+		{"comments and strings name no table", "-- the update takes the field\n/* delete from x */ INSERT INTO t SELECT 'update y' FROM batch", "t"},
 	}
 	for _, c := range cases {
 		if got := strings.Join(WrittenTables(c.sql), ","); got != c.want {
