@@ -4,6 +4,9 @@ SHELL := bash
 STACK := deploy/local/stack
 GO_PACKAGES := ./schema/... ./producer/... ./consumer/... ./control/... ./operations/... ./admin/... ./internal/... ./cmd/... ./docs/...
 BENCH_PEERS_COUNT ?= 3
+# E2E_PARALLEL is how many of the end-to-end tests that may share the stack
+# (see parallel in e2e/harness_test.go) run at once.
+E2E_PARALLEL ?= 3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: help
@@ -49,7 +52,7 @@ layer: up ## each package's tests against the real Kafka and PostgreSQL of the l
 .PHONY: integration
 integration: up ## end-to-end tests against the local stack
 	$(STACK) browser
-	eval "$$($(STACK) env)"; go test -count=1 -timeout 60m -v ./e2e/ 2>&1 | grep -vE '^\s+time=' | tee .stack/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
+	eval "$$($(STACK) env)"; go test -count=1 -timeout 60m -parallel $(E2E_PARALLEL) -v ./e2e/ 2>&1 | grep -vE '^\s+time=' | tee .stack/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
 
 .PHONY: compose-check
 compose-check: ## validate docker-compose.yml (with Debian's docker-compose when it can be installed)
@@ -79,4 +82,6 @@ k8s-check: ## render deploy/kubernetes's overlays (kustomize), decode them stric
 	cd deploy/kubernetes/check && go vet ./... && go test -count=1 ./...
 
 .PHONY: test
-test: lint unit layer prometheus-check compose-check k8s-check integration ## everything: lint, unit, layer, alerts, compose, Kubernetes manifests, end-to-end
+# test runs no separate unit stage: layer runs every test of every package
+# (the unit tests too) with the race detector against the real services.
+test: lint layer prometheus-check compose-check k8s-check integration ## everything: lint, layer (unit tests included), alerts, compose, Kubernetes manifests, end-to-end

@@ -128,6 +128,7 @@ func TestPauseStopsEveryReplicaWithinASecond(t *testing.T) {
 // TestRewindRestoresDeletedRows deletes B's rows after a time T and rewinds
 // B to T: B must equal A again, with no duplicates.
 func TestRewindRestoresDeletedRows(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	p.startApply("a")
@@ -167,6 +168,7 @@ func TestRewindRestoresDeletedRows(t *testing.T) {
 // right after a rewind is issued and restarts it: every partition must be
 // rewound exactly once, and B must end equal to A.
 func TestRewindCompletesOnceAcrossAReplicaRestart(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	p.startApply("a")
@@ -236,6 +238,7 @@ func TestRewindCompletesOnceAcrossAReplicaRestart(t *testing.T) {
 // its DLQ; after the constraint is dropped, `ctl dlq replay` applies them and
 // B holds every event.
 func TestDLQReplayCompletesTheTargetOnceTheCauseIsFixed(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	mustExec(t, p.db("b"), `ALTER TABLE sluice_events ADD CONSTRAINT amount_is_not_13
 		CHECK (coalesce((data->>'amount')::int, 0) <> 13)`)
@@ -279,6 +282,7 @@ func TestDLQReplayCompletesTheTargetOnceTheCauseIsFixed(t *testing.T) {
 // TestOperatorErrorsAreClear: each mistake an operator can make gets an
 // answer that says what is wrong, and exit code 2.
 func TestOperatorErrorsAreClear(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	cases := []struct {
 		args []string
@@ -313,6 +317,7 @@ func TestOperatorErrorsAreClear(t *testing.T) {
 // of the topic, then asks to rewind to before them: ctl must refuse, saying
 // the records are gone, instead of silently starting later.
 func TestRewindBeforeRetentionIsRefused(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	// The topic first, with a retention of a second and short segments.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

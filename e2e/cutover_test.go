@@ -16,6 +16,7 @@ import (
 // A's lag stays low during the backfill; B's change counters prove no effect
 // was applied twice.
 func TestCutoverToANewClusterWithANewSchema(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{partitions: 3, extraTarget: shopTargets(t)})
 	p.startIngest()
 	a := p.startApply("a")

@@ -57,6 +57,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// parallel runs the test beside the other parallel ones, after every
+// sequential test has finished (Go runs those first): so never during a
+// fault done to the whole stack (a frozen or restarted broker, a stopped or
+// crashed cluster B), which only sequential tests do. A test may call it
+// only if it owns everything it touches (its topic, groups and databases,
+// as newPipeline gives), asserts no wall-clock bound that sharing two cores
+// with another pipeline could break, and does not use t.Setenv.
+func parallel(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}
+
 // services are the real local stack, from the environment.
 type services struct {
 	kafka, pgA, pgB, stack string

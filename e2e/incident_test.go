@@ -283,6 +283,7 @@ func TestFlappingLockDoesNotStormRetries(t *testing.T) {
 // event must be applied, A must hold everything, and B's breaker must stay
 // closed.
 func TestPoisonEventsGoToTheDLQ(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	mustExec(t, p.db("b"), `ALTER TABLE sluice_events ADD CONSTRAINT amount_is_not_13
 		CHECK (coalesce((data->>'amount')::int, 0) <> 13)`)

@@ -19,6 +19,7 @@ import (
 // new log's first events), say so in ctl status, and resume from where an
 // operator's rewind puts them.
 func TestARecreatedEventsTopicStopsTargetsLoudly(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{partitions: 2})
 	p.startIngest()
 	p.startApply("a")

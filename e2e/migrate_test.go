@@ -16,6 +16,7 @@ import (
 // its lock timeout instead of queueing (and queueing everyone behind it), and
 // succeed once the lock is gone.
 func TestMigrationFailsFastBehindALock(t *testing.T) {
+	parallel(t)
 	svc := requireServices(t)
 	id := randomID()
 	dsn := createDatabase(t, svc.pgA, "sluice_test_"+id)

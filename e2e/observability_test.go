@@ -16,6 +16,7 @@ import (
 // and checks that every query of the Grafana dashboard and of the alert
 // rules names a metric that sluice really exports.
 func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{extraTarget: shopTargets(t)})
 	p.startIngest()
 	a := p.startApply("a")

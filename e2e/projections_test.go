@@ -87,6 +87,7 @@ func (p *pipeline) eventsPerSubject(short string) map[string]int64 {
 // counter must equal the number of distinct events about it: no effect
 // applied twice.
 func TestTwoSchemasFedFromOneLogConverge(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{partitions: 3, extraTarget: shopTargets(t)})
 	p.startIngest()
 	p.startApply("a")
@@ -129,6 +130,7 @@ func TestTwoSchemasFedFromOneLogConverge(t *testing.T) {
 // together), says which projection and why, dead-letters nothing, and
 // resumes by itself once the column is added. A is untouched.
 func TestABrokenProjectionStallsOnlyItsTarget(t *testing.T) {
+	parallel(t)
 	extra := shopTargets(t)
 	extra["b"] = `    projections:
       - name: audit
@@ -176,6 +178,7 @@ func TestABrokenProjectionStallsOnlyItsTarget(t *testing.T) {
 // the new SQL makes of the whole log: upper-cased names, and change counters
 // equal to the events about each customer in the ledger.
 func TestRebuildRecomputesAProjectionFromTheLedgerWhileApplying(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{partitions: 3, extraTarget: shopTargets(t)})
 	p.startIngest()
 	a := p.startApply("a")

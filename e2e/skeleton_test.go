@@ -13,6 +13,7 @@ import (
 // 10 % repeat an earlier event, then resends a part of them in later
 // requests: each target must hold every unique event once and nothing else.
 func TestBothTargetsHoldExactlyTheUniqueEvents(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	a := p.startApply("a")
@@ -61,6 +62,7 @@ func TestBothTargetsHoldExactlyTheUniqueEvents(t *testing.T) {
 // with SIGKILL mid-stream and restarts it: B must end with exactly the unique
 // set, resuming from the offsets it committed with its rows.
 func TestAKilledApplierResumesWithoutGapsOrDuplicates(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	p.startApply("a")
@@ -107,6 +109,7 @@ func TestAKilledApplierResumesWithoutGapsOrDuplicates(t *testing.T) {
 // TestSIGTERMStopsTheApplierCleanly stops an applier under load with
 // SIGTERM: it must exit 0 promptly, and a new applier must complete the set.
 func TestSIGTERMStopsTheApplierCleanly(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	a := p.startApply("a")
@@ -174,6 +177,7 @@ func TestBrokerRestartLosesNoAcceptedEvent(t *testing.T) {
 // seconds later. A request cut off got no answer, so its publisher retries
 // it; every event answered 202 must reach both targets, once.
 func TestAKilledIngestLosesNoAcceptedEvent(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	ingest := p.startIngest()
 	p.startApply("a")
@@ -209,6 +213,7 @@ func TestAKilledIngestLosesNoAcceptedEvent(t *testing.T) {
 // TestBadInputIsRefusedAndAppendsNothing sends every kind of bad request to
 // a real ingest and checks both the answer and that the topic stays empty.
 func TestBadInputIsRefusedAndAppendsNothing(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{})
 	p.startIngest()
 	url := "http://" + p.ingestAt + "/v1/events"
@@ -285,6 +290,7 @@ func runStack(stack string, args ...string) (string, error) {
 // loadgen retries after Retry-After, and the topic ends with exactly the
 // 3,000 events, none appended twice by a refused request.
 func TestRateLimitedRequestsAppendNothing(t *testing.T) {
+	parallel(t)
 	p := newPipeline(t, pipelineOptions{extraIngest: "  rate_per_key: 500"})
 	p.startIngest()
 	res := p.loadgen("--events", "3000", "--duplicates", "0", "--batch", "100", "--concurrency", "4")

@@ -105,6 +105,7 @@ func (r *otlpReceiver) find(match func(span) bool) (span, bool) {
 // and linking it); an event's own CloudEvents traceparent becomes a link
 // of the produce span. Spans are what the OTLP exporter really sent.
 func TestOneEventsTraceFromRequestToApply(t *testing.T) {
+	parallel(t)
 	rcv := newOTLPReceiver(t)
 	p := newPipeline(t, pipelineOptions{partitions: 1, extraTop: fmt.Sprintf("tracing: {endpoint: %q}", rcv.URL)})
 	p.startIngest()
