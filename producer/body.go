@@ -15,7 +15,8 @@ import (
 // answer to send when the body cannot be taken.
 func readBody(r *http.Request, limit int64) ([]byte, *answer) {
 	var in io.Reader = http.MaxBytesReader(nil, r.Body, limit)
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	enc := contentEncoding(r.Header)
+	switch enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(in)
@@ -28,7 +29,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *answer) {
 		// not expand into memory.
 		in = io.LimitReader(zr, limit+1)
 	default:
-		a := fail(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported (gzip or none)", enc))
+		a := fail(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported (gzip alone, or none)", enc))
 		a.header = map[string]string{"Accept-Encoding": "gzip"}
 		return nil, &a
 	}
@@ -43,7 +44,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *answer) {
 		a := fail(http.StatusRequestTimeout, "the request body did not arrive in time")
 		a.header = map[string]string{"Connection": "close"}
 		return nil, &a
-	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF) && r.Header.Get("Content-Encoding") != "":
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF) && enc != "" && enc != "identity":
 		a := fail(http.StatusBadRequest, "Content-Encoding: gzip, but the body is not valid gzip data")
 		return nil, &a
 	case err != nil:
@@ -51,4 +52,21 @@ func readBody(r *http.Request, limit int64) ([]byte, *answer) {
 		return nil, &a
 	}
 	return body, nil
+}
+
+// contentEncoding is the request's Content-Encoding, lower-cased, whole:
+// every line of the header, comma-joined. A list of codings ("gzip, br",
+// or "gzip" on two lines) is none of the values readBody takes, so it is
+// refused with 415: reading its first coding alone would decode a body
+// other than the one sent, and no publisher needs more than one coding.
+func contentEncoding(h http.Header) string {
+	var codings []string
+	for _, line := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(line, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	return strings.Join(codings, ", ")
 }

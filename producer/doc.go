@@ -10,7 +10,7 @@
 //
 // Each Key has a name, which logs, metrics and the sluice-key header of
 // every record it appended carry (never the key), and may be scoped to
-// source prefixes and event types. Keys may be given as SHA-256 digests, and
+// sources and event types. Keys may be given as SHA-256 digests, and
 // SetKeys replaces them while the handler serves.
 //
 //	w := cluster.NewWriter(kafkaadmin.WriterConfig{Topic: "sluice.events"}) // acks=all, synchronous

@@ -83,5 +83,5 @@ func ExampleKey() {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	fmt.Print(rec.Code, " ", rec.Body.String())
-	// Output: 403 {"errors":[{"index":1,"error":"key \"billing\" may not publish source \"//shop/eu\" (allowed: sources starting with \"//billing/\")"}]}
+	// Output: 403 {"errors":[{"index":1,"error":"key \"billing\" may not publish source \"//shop/eu\" (allowed: sources under \"//billing/\")"}]}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,12 +56,32 @@ type Config struct {
 	RetryAfter time.Duration
 	// MaxInFlight bounds the requests being served at once: past it the
 	// answer is 503 with Retry-After, so memory stays bounded (at most
-	// MaxInFlight × MaxBodyBytes of bodies) whatever clients do. Default 64.
+	// MaxInFlight × MaxBodyBytes of bodies) whatever clients do. A request
+	// takes its slot once its key is authenticated (an unauthenticated one
+	// holds none) and keeps it until it is answered. Default 64.
 	MaxInFlight int
+	// MaxInFlightPerKey bounds the requests of one key being served at
+	// once, within MaxInFlight: past it that key's answer is 503 with
+	// Retry-After while the other keys are still served. A slot is held
+	// through the body's upload, which may take the listener's whole read
+	// timeout: without this bound one key holder's slow uploads could take
+	// every slot and turn every other publisher away. Default MaxInFlight/4
+	// (at least 1): it takes four keys at their bound to fill MaxInFlight,
+	// and one key may still send 16 requests at once by default, four times
+	// what the Go client (producer/client) sends.
+	MaxInFlightPerKey int
 	// RatePerKey limits each key to this many events per second, with a
 	// burst of MaxEvents (or the rate, if larger); over it the answer is 429
 	// with Retry-After and nothing is appended. 0, the default: unlimited.
 	RatePerKey float64
+	// Tracing says that spans are exported (sluice's tracing.endpoint is
+	// set). Only then do records carry a caller's W3C tracestate, bounded
+	// to the 512 characters the W3C recommendation has vendors propagate
+	// (and its 32 members): nothing reads it with tracing off, and every
+	// one of a request's up to MaxEvents records would carry a copy of it,
+	// up to 16 KiB each. The caller's traceparent is carried either way.
+	// Default false.
+	Tracing bool
 }
 
 // Validate reports the first field at fault.
@@ -68,7 +89,7 @@ func (c Config) Validate() error {
 	if _, err := newKeyring(c.Keys); err != nil {
 		return err
 	}
-	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 || c.MaxInFlight < 0 {
+	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.WriteTimeout < 0 || c.RetryAfter < 0 || c.RatePerKey < 0 || c.MaxInFlight < 0 || c.MaxInFlightPerKey < 0 {
 		return fmt.Errorf("%w: ingest limits must not be negative", ErrInvalidConfig)
 	}
 	return nil
@@ -90,6 +111,10 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 64
 	}
+	if c.MaxInFlightPerKey == 0 {
+		c.MaxInFlightPerKey = max(c.MaxInFlight/4, 1)
+	}
+	c.MaxInFlightPerKey = min(c.MaxInFlightPerKey, c.MaxInFlight)
 }
 
 // Handler serves POST /v1/events. Safe for concurrent use.
@@ -101,8 +126,8 @@ type Handler struct {
 	metrics *Metrics
 	log     *slog.Logger
 	now     func() time.Time
-	// inFlight holds a token per request being served.
-	inFlight chan struct{}
+	// inFlight counts the requests being served, in all and by key.
+	inFlight *slots
 }
 
 // NewHandler validates cfg and returns the ingest handler appending to out.
@@ -117,7 +142,7 @@ func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*
 	keys := cfg.Keys
 	cfg.Keys = nil // the handler keeps digests only
 	h := &Handler{cfg: cfg, limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
-		out: out, metrics: metrics, log: log, now: time.Now, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+		out: out, metrics: metrics, log: log, now: time.Now, inFlight: newSlots(cfg.MaxInFlight, cfg.MaxInFlightPerKey)}
 	if err := h.SetKeys(keys); err != nil {
 		return nil, err
 	}
@@ -181,7 +206,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reqID = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", reqID)
-	ctx, span := tracer.Start(tracing.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)), "POST /v1/events",
+	parent := h.boundTraceState(tracing.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+	ctx, span := tracer.Start(parent, "POST /v1/events",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("sluice.request_id", reqID)))
 	defer span.End()
 	r = r.WithContext(ctx)
@@ -224,19 +250,25 @@ const noKey = "none"
 // serve answers r, with the number of events appended and the name of the
 // key that sent them.
 func (h *Handler) serve(r *http.Request) (answer, int, string) {
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
-		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
-		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
-		return a, 0, noKey
-	}
 	key, ok := h.keys.Load().match(r.Header.Get("Authorization"))
 	if !ok {
 		a := fail(http.StatusUnauthorized, "missing or invalid API key (send Authorization: Bearer <key>)")
 		a.header = map[string]string{"WWW-Authenticate": `Bearer realm="sluice"`}
 		return a, 0, noKey
+	}
+	// The slot is taken before the body is read, which is what it bounds,
+	// and only for a known key, whose share it counts against.
+	switch h.inFlight.take(key.name) {
+	case slotTaken:
+		defer h.inFlight.release(key.name)
+	case allSlotsTaken:
+		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
+		return a, 0, key.name
+	case keySlotsTaken:
+		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving this key's limit of %d requests at once; retry", h.cfg.MaxInFlightPerKey))
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
+		return a, 0, key.name
 	}
 	a, n := h.serveKey(r, key)
 	return a, n, key.name
@@ -312,11 +344,16 @@ func refuseEvents(code int, shown []schema.EventError, total int) answer {
 func (h *Handler) append(ctx context.Context, events []schema.Event, keyName string) (answer, int) {
 	msgs := make([]kafka.Message, len(events))
 	headers := []kafka.Header{{Key: "content-type", Value: []byte(schema.MediaTypeEvent)}, {Key: KeyHeader, Value: []byte(keyName)}}
-	ctx, span := tracer.Start(ctx, "produce", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(eventLinks(events)...),
+	var links []trace.Link
+	if h.cfg.Tracing {
+		links = eventLinks(events)
+	}
+	ctx, span := tracer.Start(ctx, "produce", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(events))))
 	defer span.End()
 	// Every record carries the produce span's context (or, with tracing
-	// off, the caller's), for the applier to continue.
+	// off, the caller's traceparent alone: see boundTraceState), for the
+	// applier to continue.
 	tracing.Propagator.Inject(ctx, tracing.Headers{H: &headers})
 	for i := range events {
 		msgs[i] = kafka.Message{
@@ -410,10 +447,58 @@ func eventLinks(events []schema.Event) []trace.Link {
 			_ = json.Unmarshal(ts, &state)
 		}
 		if sc := tracing.FromTraceparent(parent, state); sc.IsValid() {
+			sc = sc.WithTraceState(boundedTraceState(sc.TraceState()))
 			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("cloudevents.event_id", events[i].ID)}})
 		}
 	}
 	return links
+}
+
+// W3C trace context's bounds on a tracestate: at most 32 members (the
+// parser refuses more), and vendors need propagate no more than 512
+// characters, dropping members over 128 first.
+const (
+	maxTraceStateLen    = 512
+	maxTraceStateMember = 128
+)
+
+// boundTraceState is ctx with the tracestate of its remote span context
+// dropped, with tracing off, or bounded: a caller's tracestate would
+// otherwise ride in every record of the request (see Config.Tracing).
+func (h *Handler) boundTraceState(ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || sc.TraceState().Len() == 0 {
+		return ctx
+	}
+	var ts trace.TraceState
+	if h.cfg.Tracing {
+		ts = boundedTraceState(sc.TraceState())
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(ts))
+}
+
+// boundedTraceState is ts cut to maxTraceStateLen characters as W3C trace
+// context says: members longer than maxTraceStateMember go first, then
+// members from the end.
+func boundedTraceState(ts trace.TraceState) trace.TraceState {
+	if len(ts.String()) <= maxTraceStateLen {
+		return ts
+	}
+	var members []string
+	ts.Walk(func(key, value string) bool {
+		if m := key + "=" + value; len(m) <= maxTraceStateMember {
+			members = append(members, m)
+		}
+		return true
+	})
+	for len(strings.Join(members, ",")) > maxTraceStateLen {
+		members = members[:len(members)-1]
+	}
+	out, err := trace.ParseTraceState(strings.Join(members, ","))
+	if err != nil { // members of a valid tracestate make a valid one
+		return trace.TraceState{}
+	}
+	return out
 }
 
 // retryAfter is RetryAfter, stretched at random by up to twice, in whole

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,7 +177,7 @@ func (b *blockingAppender) WriteMessages(ctx context.Context, msgs ...kafka.Mess
 
 func TestRequestsPastTheInFlightBoundGet503(t *testing.T) {
 	out := &blockingAppender{release: make(chan struct{})}
-	h, _ := newTestHandler(t, out, Config{MaxInFlight: 2})
+	h, _ := newTestHandler(t, out, Config{MaxInFlight: 2, MaxInFlightPerKey: 2})
 	done := make(chan int, 2)
 	for range 2 {
 		go func() { done <- post(h, "application/json", "Bearer "+testKey, ev1).Code }()
@@ -322,5 +324,181 @@ func TestBinaryModeJSONDataIsAppendedAsSent(t *testing.T) {
 	}
 	if v := out.msgs[0].Value; !bytes.Contains(v, []byte(`"data":`+body+`}`)) {
 		t.Fatalf("appended %s, want the body as sent in data", v)
+	}
+}
+
+// slowBody is a request body whose upload has begun and does not end until
+// release is closed; then it ends short.
+type slowBody struct {
+	reading chan struct{} // closed at the first Read
+	once    sync.Once
+	release chan struct{}
+}
+
+func (b *slowBody) Read([]byte) (int, error) {
+	b.once.Do(func() { close(b.reading) })
+	<-b.release
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestOneKeyCannotTakeEverySlot: a slot is taken once the key is known
+// and held through the body's upload, and one key holds at most its share
+// of them: its slow uploads cannot turn another key away.
+func TestOneKeyCannotTakeEverySlot(t *testing.T) {
+	const slow, other = "slow-key-0123456789abcdef", "other-key-0123456789abcdef"
+	cases := []struct {
+		name     string
+		cfg      Config
+		auth     string // of the slow uploads
+		wantHeld int    // slow uploads that got a slot; the others are answered at once
+		wantCode int    // the answer to the slow uploads that got none
+	}{
+		{"a key holds a quarter of max_in_flight by default, and another key's request gets 202",
+			Config{MaxInFlight: 8}, "Bearer " + slow, 2, http.StatusServiceUnavailable},
+		{"a key holds its configured share, and another key's request gets 202",
+			Config{MaxInFlight: 8, MaxInFlightPerKey: 3}, "Bearer " + slow, 3, http.StatusServiceUnavailable},
+		{"a key holds one slot when max_in_flight is under four",
+			Config{MaxInFlight: 2}, "Bearer " + slow, 1, http.StatusServiceUnavailable},
+		{"an unauthenticated upload holds no slot, and a key's request gets 202",
+			Config{MaxInFlight: 8}, "Bearer not-a-key-0123456789abcdef", 0, http.StatusUnauthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.cfg.Keys = Secrets(slow, other)
+			h, _ := newTestHandler(t, &recordingAppender{}, c.cfg)
+			release := make(chan struct{})
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer close(release)
+			held := 0
+			for range c.cfg.MaxInFlight { // as many as ingest serves at once
+				body := &slowBody{reading: make(chan struct{}), release: release}
+				answer := make(chan *httptest.ResponseRecorder, 1)
+				wg.Go(func() {
+					req := httptest.NewRequest(http.MethodPost, "/v1/events", body)
+					req.Header.Set("Authorization", c.auth)
+					req.Header.Set("Content-Type", "application/cloudevents+json")
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					answer <- rec
+				})
+				select {
+				case <-body.reading:
+					held++
+				case rec := <-answer:
+					if rec.Code != c.wantCode {
+						t.Fatalf("a slow upload without a slot: %d %s, want %d", rec.Code, rec.Body, c.wantCode)
+					}
+					if c.wantCode == http.StatusServiceUnavailable && (rec.Header().Get("Retry-After") == "" ||
+						!strings.Contains(rec.Body.String(), "this key's limit")) {
+						t.Fatalf("a 503 without Retry-After, or not the key's: %v %s", rec.Header(), rec.Body)
+					}
+				}
+			}
+			if held != c.wantHeld {
+				t.Fatalf("%d slow uploads hold a slot, want %d", held, c.wantHeld)
+			}
+			if rec := post(h, "application/cloudevents+json", "Bearer "+other, ev1); rec.Code != http.StatusAccepted {
+				t.Fatalf("another key, while the slow uploads hold their slots: %d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+// TestATracestateIsCarriedOnlyWhenTracingAndBounded: a caller's W3C
+// tracestate rides in the records only with tracing on, and then cut to
+// W3C's 512 characters, members over 128 first, then from the end; the
+// traceparent rides in every record either way.
+func TestATracestateIsCarriedOnlyWhenTracingAndBounded(t *testing.T) {
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	members := func(format string, n, valueLen int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i) + "=" + strings.Repeat("v", valueLen)
+		}
+		return out
+	}
+	largest := strings.Join(members("vendor%02d", 32, 256), ",") // 32 members of 265 characters: 8.5 KB
+	shorts := members("s%02d", 30, 21)                           // 25 characters each
+	mixed := strings.Join(append(append(members("long%d", 1, 200), shorts...), members("tail%d", 1, 200)...), ",")
+	cases := []struct {
+		name       string
+		tracing    bool
+		tracestate string
+		want       string // the records' tracestate, "" for none
+	}{
+		{"with tracing off, the largest tracestate is in no record", false, largest, ""},
+		{"with tracing off, a short tracestate is in no record either", false, "vendor=x", ""},
+		{"with tracing on, a short tracestate is carried as sent", true, "vendor=x,other=y", "vendor=x,other=y"},
+		{"with tracing on, the largest tracestate loses every member over 128 characters", true, largest, ""},
+		{"with tracing on, members over 128 characters go first, then members from the end", true, mixed,
+			strings.Join(shorts[:19], ",")}, // 19 × 25 + 18 commas = 493
+		{"with tracing on, a tracestate of more than 32 members is in no record", true,
+			strings.Join(members("m%02d", 33, 1), ","), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := &recordingAppender{}
+			h, _ := newTestHandler(t, out, Config{Tracing: c.tracing})
+			rec := send(h, map[string]string{"Content-Type": "application/cloudevents-batch+json",
+				"Traceparent": traceparent, "Tracestate": c.tracestate}, "["+ev1+","+ev2+"]")
+			if rec.Code != http.StatusAccepted || len(out.msgs) != 2 {
+				t.Fatalf("status %d, %d records: %s", rec.Code, len(out.msgs), rec.Body)
+			}
+			for i, m := range out.msgs {
+				got := map[string]string{}
+				for _, hd := range m.Headers {
+					got[hd.Key] = string(hd.Value)
+				}
+				if !strings.HasPrefix(got["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+					t.Fatalf("record %d carries traceparent %q, want the caller's trace", i, got["traceparent"])
+				}
+				if got["tracestate"] != c.want {
+					t.Fatalf("record %d carries tracestate %q (%d characters), want %q", i, got["tracestate"], len(got["tracestate"]), c.want)
+				}
+				if len(got["tracestate"]) > 512 {
+					t.Fatalf("record %d carries a tracestate of %d characters", i, len(got["tracestate"]))
+				}
+			}
+		})
+	}
+}
+
+// TestContentEncodingIsReadWhole: every Content-Encoding line counts, and
+// anything but a single gzip (or none, or identity) is 415, never a body
+// decoded by its first coding alone.
+func TestContentEncodingIsReadWhole(t *testing.T) {
+	cases := []struct {
+		name      string
+		encodings []string // one header line each
+		body      string
+		want      int
+	}{
+		{"gzip alone is decoded", []string{"gzip"}, gzipped(ev1), 202},
+		{"identity alone is no coding", []string{"identity"}, ev1, 202},
+		{"gzip on two lines is 415, not decoded once", []string{"gzip", "gzip"}, gzipped(ev1), 415},
+		{"gzip then br on two lines is 415, not read as gzip", []string{"gzip", "br"}, gzipped(ev1), 415},
+		{"identity then gzip on two lines is 415, not read as identity", []string{"identity", "gzip"}, gzipped(ev1), 415},
+		{"a list on one line is 415", []string{"gzip, gzip"}, gzipped(ev1), 415},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := &recordingAppender{}
+			h, _ := newTestHandler(t, out, Config{})
+			req := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(c.body))
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			req.Header.Set("Content-Type", "application/cloudevents+json")
+			for _, e := range c.encodings {
+				req.Header.Add("Content-Encoding", e)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, c.want, rec.Body)
+			}
+			if c.want == 415 && (rec.Header().Get("Accept-Encoding") != "gzip" || len(out.msgs) != 0) {
+				t.Fatalf("a 415 without Accept-Encoding: gzip, or with %d records appended", len(out.msgs))
+			}
+		})
 	}
 }

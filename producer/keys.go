@@ -26,11 +26,16 @@ type Key struct {
 	Secret string
 	// SHA256 is the key's SHA-256 digest in hex (`printf %s KEY | sha256sum`).
 	SHA256 string
-	// Sources are the prefixes an event's source must start with; none:
+	// Sources are the scopes an event's source must be under: a scope
+	// admits itself and itself followed by '/', '.' or ':' (anything, when
+	// it ends with one of them), and after a host only a path or a port:
+	// "//shop.example.com" admits "//shop.example.com/eu" and
+	// "//shop.example.com:8443/eu", never "//shop.example.com.evil/". None:
 	// any source.
 	Sources []string
-	// Types are the event types the key may publish; one ending in "*" is a
-	// prefix ("com.shop.*"). None: any type.
+	// Types are the event types the key may publish; one ending in "*"
+	// admits the type before the "*" and the types under it, as a source
+	// scope does ("com.shop.*", "com.shop*"). None: any type.
 	Types []string
 }
 
@@ -130,7 +135,7 @@ func (key Key) compile() (scopedKey, error) {
 	}
 	for _, s := range key.Sources {
 		if s == "" {
-			return sk, fmt.Errorf("sources: an empty prefix would allow every source; leave sources out instead")
+			return sk, fmt.Errorf("sources: an empty scope would allow every source; leave sources out instead")
 		}
 	}
 	for _, t := range key.Types {
@@ -191,7 +196,7 @@ func (sk *scopedKey) refuses(events []schema.Event, max int) ([]schema.EventErro
 		var err error
 		switch {
 		case !sk.allowsSource(events[i].Source):
-			err = fmt.Errorf("key %q may not publish source %q (allowed: sources starting with %s)", sk.name, events[i].Source, quoteList(sk.sources))
+			err = fmt.Errorf("key %q may not publish source %q (allowed: sources under %s)", sk.name, events[i].Source, quoteList(sk.sources))
 		case !sk.allowsType(events[i].Type):
 			err = fmt.Errorf("key %q may not publish type %q (allowed: %s)", sk.name, events[i].Type, quoteList(sk.types))
 		default:
@@ -208,8 +213,8 @@ func (sk *scopedKey) allowsSource(source string) bool {
 	if len(sk.sources) == 0 {
 		return true
 	}
-	for _, p := range sk.sources {
-		if strings.HasPrefix(source, p) {
+	for _, scope := range sk.sources {
+		if sourceUnderScope(source, scope) {
 			return true
 		}
 	}
@@ -221,11 +226,62 @@ func (sk *scopedKey) allowsType(typ string) bool {
 		return true
 	}
 	for _, t := range sk.types {
-		if prefix, wild := strings.CutSuffix(t, "*"); wild && strings.HasPrefix(typ, prefix) || t == typ {
+		if scope, wild := strings.CutSuffix(t, "*"); wild && underScope(typ, scope) || t == typ {
 			return true
 		}
 	}
 	return false
+}
+
+// scopeBoundaries are the characters at which a name goes on to a name
+// under it: a path's '/', a domain-like type's '.', a URN's ':'.
+const scopeBoundaries = "/.:"
+
+// underScope reports whether value is scope or a name under it: value is
+// scope, or starts with it and goes on at a boundary, right after the scope
+// or within it (a scope that ends with '/', '.' or ':' is a plain prefix).
+// A plain prefix alone would let the scope "shop" admit "shop-evil/x".
+func underScope(value, scope string) bool {
+	rest, ok := strings.CutPrefix(value, scope)
+	switch {
+	case !ok:
+		return false
+	case rest == "" || strings.ContainsRune(scopeBoundaries, rune(scope[len(scope)-1])):
+		return true
+	}
+	return strings.ContainsRune(scopeBoundaries, rune(rest[0]))
+}
+
+// sourceUnderScope is underScope for a source, a URI-reference, with one
+// exception: after a scope that ends in a URI's host ("//shop.example.com",
+// "https://shop.example.com") only a path or a port may follow. There a
+// '.' goes on to another host ("//shop.example.com.evil"), and a ':' not
+// followed by a port to another host behind a userinfo
+// ("//shop.example.com:x@evil.example").
+func sourceUnderScope(source, scope string) bool {
+	if !underScope(source, scope) {
+		return false
+	}
+	if !endsInHost(scope) || strings.ContainsRune(scopeBoundaries, rune(scope[len(scope)-1])) {
+		return true
+	}
+	rest := source[len(scope):]
+	if port, ok := strings.CutPrefix(rest, ":"); ok {
+		port, _, _ = strings.Cut(port, "/")
+		return port != "" && strings.Trim(port, "0123456789") == ""
+	}
+	return rest == "" || rest[0] == '/'
+}
+
+// endsInHost reports whether scope ends within the authority of a URI: it
+// has a "//" (at its start or after a scheme's ':') and no path after it.
+func endsInHost(scope string) bool {
+	i := strings.Index(scope, "//")
+	if i < 0 || i > 0 && scope[i-1] != ':' {
+		return false
+	}
+	host := scope[i+2:]
+	return host != "" && !strings.ContainsAny(host, "/?#")
 }
 
 func quoteList(xs []string) string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,7 @@ func TestKeysRefusedAtConfiguration(t *testing.T) {
 		{"a name with a space", []Key{{Name: "shop backend", Secret: testKey}}, `name "shop backend"`},
 		{"two keys of one name", []Key{{Name: "a", Secret: testKey}, {Name: "a", Secret: testKey + "x"}}, "keys[1]: name \"a\" is also the name of ingest.keys[0]"},
 		{"one key twice, once as digest", []Key{{Secret: testKey}, {Name: "b", SHA256: digestOf(testKey)}}, "keys[1]: the same key as ingest.keys[0]"},
-		{"an empty source prefix", []Key{{Secret: testKey, Sources: []string{""}}}, "empty prefix"},
+		{"an empty source scope", []Key{{Secret: testKey, Sources: []string{""}}}, "empty scope"},
 		{"a type that allows all", []Key{{Secret: testKey, Types: []string{"*"}}}, "would allow every type"},
 	} {
 		_, err := NewHandler(Config{Keys: c.keys}, &recordingAppender{}, nil, nil)
@@ -192,5 +193,52 @@ func TestSetKeysWhileServing(t *testing.T) {
 	}
 	if rec := post(h, "application/json", "Bearer "+testKey, ev1); rec.Code != 202 {
 		t.Fatalf("an invalid set changed the keys: %d", rec.Code)
+	}
+}
+
+// TestScopesMatchAtABoundary: a source or a type wildcard admits the names
+// under it — the scope itself, or the scope followed by '/', '.' or ':' —
+// never a longer name that merely starts like it; and after a scope that
+// ends in a host, only a path or a port.
+func TestScopesMatchAtABoundary(t *testing.T) {
+	cases := []struct {
+		name          string
+		sources       []string
+		types         []string
+		source, typ   string
+		wantPublished bool
+	}{
+		{"a source that is the scope is admitted", []string{"shop"}, nil, "shop", "t", true},
+		{"a source under the scope at a '/' is admitted", []string{"shop"}, nil, "shop/checkout", "t", true},
+		{"a source under the scope at a '.' is admitted", []string{"shop"}, nil, "shop.eu", "t", true},
+		{"a source under the scope at a ':' is admitted", []string{"urn:shop"}, nil, "urn:shop:orders", "t", true},
+		{"a source that merely starts with the scope is refused", []string{"shop"}, nil, "shop-evil/checkout", "t", false},
+		{"a scope ending with '/' admits what follows it", []string{"//shop/"}, nil, "//shop/eu", "t", true},
+		{"a host scope admits its paths", []string{"//shop.example.com"}, nil, "//shop.example.com/eu", "t", true},
+		{"a host scope admits its ports", []string{"//shop.example.com"}, nil, "//shop.example.com:8443/eu", "t", true},
+		{"a host scope refuses a longer host", []string{"//shop.example.com"}, nil, "//shop.example.com.evil/", "t", false},
+		{"a host scope refuses a host whose name starts like it", []string{"//shop.example.com"}, nil, "//shop.example.community/", "t", false},
+		{"a host scope refuses another host behind a userinfo", []string{"//shop.example.com"}, nil, "//shop.example.com:x@evil.example/", "t", false},
+		{"a URL's host scope refuses a longer host", []string{"https://shop.example.com"}, nil, "https://shop.example.com.evil/x", "t", false},
+		{"a URL scope with a path admits the names under it", []string{"https://shop.example.com/eu"}, nil, "https://shop.example.com/eu.west", "t", true},
+		{"a type wildcard ending with '.' admits the types after it", nil, []string{"com.shop.*"}, "s", "com.shop.order", true},
+		{"a type wildcard admits the type itself", nil, []string{"com.shop*"}, "s", "com.shop", true},
+		{"a type wildcard admits the types under it", nil, []string{"com.shop*"}, "s", "com.shop.order", true},
+		{"a type wildcard refuses a type that merely starts like it", nil, []string{"com.shop*"}, "s", "com.shopevil.order", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := &recordingAppender{}
+			h, _ := newTestHandler(t, out, Config{Keys: []Key{{Secret: testKey, Sources: c.sources, Types: c.types}}})
+			rec := post(h, "application/cloudevents+json", "Bearer "+testKey,
+				fmt.Sprintf(`{"specversion":"1.0","id":"1","source":%q,"type":%q}`, c.source, c.typ))
+			want := http.StatusForbidden
+			if c.wantPublished {
+				want = http.StatusAccepted
+			}
+			if rec.Code != want {
+				t.Fatalf("source %q, type %q with sources %q, types %q: %d %s, want %d", c.source, c.typ, c.sources, c.types, rec.Code, rec.Body, want)
+			}
+		})
 	}
 }

@@ -7,11 +7,22 @@ const HISTORY = 120; // samples kept per target for the chart
 const lagSamples = {}; // target → [{t, lag}]
 const last = {};     // target → {state, breaker}
 
+// token is the admin token: from #token= in the address (then kept in this
+// tab only), else the one kept. It throws, saying why, when the address
+// holds one that cannot be decoded: a stray "%" would otherwise end poll
+// before its first request, and the page would say "connecting…" for ever.
 function token() {
   const m = location.hash.match(/token=([^&]+)/);
   if (m) {
-    sessionStorage.setItem("sluice-admin-token", decodeURIComponent(m[1]));
     window.history.replaceState(null, "", location.pathname); // keep it out of the address bar
+    let t;
+    try {
+      t = decodeURIComponent(m[1]);
+    } catch {
+      sessionStorage.removeItem("sluice-admin-token"); // the address asked for another token than the one kept
+      throw new Error("The #token= in the address is not URL-encoded (a % must start %XX): enter the admin token below.");
+    }
+    sessionStorage.setItem("sluice-admin-token", t);
   }
   return sessionStorage.getItem("sluice-admin-token");
 }
@@ -101,8 +112,14 @@ function render(views) {
 }
 
 async function poll() {
-  const t = token();
   const login = document.getElementById("login"), error = document.getElementById("error");
+  let t;
+  try {
+    t = token();
+  } catch (e) {
+    error.textContent = e.message; error.hidden = false; login.hidden = false;
+    return;
+  }
   if (!t) { login.hidden = false; return; }
   try {
     const r = await fetch("/v1/admin/targets", { headers: { Authorization: "Bearer " + t } });

@@ -105,6 +105,8 @@ type ingestConfig struct {
 	Linger       duration    `yaml:"linger"`
 	RatePerKey   float64     `yaml:"rate_per_key"`
 	MaxInFlight  int         `yaml:"max_in_flight"`
+	// MaxInFlightPerKey is one key's share of MaxInFlight.
+	MaxInFlightPerKey int `yaml:"max_in_flight_per_key"`
 	// DrainDelay is how long ingest answers /readyz with 503 before it
 	// stops accepting connections, on SIGTERM: the time a load balancer
 	// needs to stop sending it requests.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,7 +25,22 @@ import (
 	"github.com/sluicehq/sluice/producer"
 )
 
+// readyProbeEvery is how often ingest probes its brokers for /readyz, and
+// readyProbeTimeout bounds one probe.
+const (
+	readyProbeEvery   = 5 * time.Second
+	readyProbeTimeout = 2 * time.Second
+)
+
 func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
+	// SIGHUP reloads the keys. It is caught from the first moment, before
+	// the configuration is read, until runIngest returns, drain included:
+	// its default action ends the process, and with it the requests still
+	// waiting for Kafka's acknowledgement. One that comes before the keys
+	// are served is a reload once they are.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs, cfgPath := newFlags("ingest", "ingest [--config FILE] [--listen ADDR] [--admin-listen ADDR]", stderr)
 	listen := fs.String("listen", "", "public address: POST /v1/events, /healthz, /readyz (default: ingest.listen)")
 	adminListen := fs.String("admin-listen", "", "private address: the admin API, /ui, /metrics, /healthz, /readyz (default: ingest.admin_listen)")
@@ -77,15 +93,28 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Error("kafka topics cannot be used", "err", err)
 		}
 	}()
+	// /readyz reads what a goroutine of this run probes: asking it, on the
+	// public port too, never dials a broker.
+	kafkaReady := newReadiness(cluster.Probe, readyProbeTimeout, log)
+	probeCtx, stopProbing := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		kafkaReady.run(probeCtx, readyProbeEvery)
+	}()
+	defer func() {
+		stopProbing()
+		<-probeDone
+	}()
 	var draining atomic.Bool
-	ready := func(ctx context.Context) error {
+	ready := func(context.Context) error {
 		switch {
 		case draining.Load():
 			return errors.New("draining: shutting down")
 		case !topicsReady.Load():
 			return errors.New("kafka topic not created yet")
 		}
-		return cluster.Probe(ctx)
+		return kafkaReady.err()
 	}
 	// Two listeners: what publishers reach, and what operators and
 	// Prometheus reach. Nothing of the second is on the first.
@@ -99,7 +128,16 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer closeAdmin()
-	go reloadKeysOnHangup(ctx, *cfgPath, cfg.Ingest.AdminToken, handler, newReloadMetric(reg), log)
+	reloadCtx, stopReloading := context.WithCancel(context.WithoutCancel(ctx))
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		reloadKeysOnHangup(reloadCtx, hup, *cfgPath, cfg.Ingest.AdminToken, handler, newReloadMetric(reg), log)
+	}()
+	defer func() {
+		stopReloading()
+		<-reloadDone
+	}()
 
 	ln, err := net.Listen("tcp", cfg.Ingest.Listen)
 	if err != nil {
@@ -154,12 +192,14 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 // newIngestHandler is POST /v1/events, appending through writer.
 func newIngestHandler(cfg *config, writer *kafka.Writer, reg prometheus.Registerer, log *slog.Logger) (*producer.Handler, error) {
 	handler, err := producer.NewHandler(producer.Config{
-		Keys:         cfg.ingestKeys(),
-		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		MaxEvents:    cfg.Ingest.MaxEvents,
-		WriteTimeout: time.Duration(cfg.Ingest.WriteTimeout),
-		RatePerKey:   cfg.Ingest.RatePerKey,
-		MaxInFlight:  cfg.Ingest.MaxInFlight,
+		Keys:              cfg.ingestKeys(),
+		MaxBodyBytes:      cfg.Ingest.MaxBodyBytes,
+		MaxEvents:         cfg.Ingest.MaxEvents,
+		WriteTimeout:      time.Duration(cfg.Ingest.WriteTimeout),
+		RatePerKey:        cfg.Ingest.RatePerKey,
+		MaxInFlight:       cfg.Ingest.MaxInFlight,
+		Tracing:           cfg.Tracing.Endpoint != "",
+		MaxInFlightPerKey: cfg.Ingest.MaxInFlightPerKey,
 	}, writer, producer.NewMetrics(reg), log)
 	if errors.Is(err, producer.ErrInvalidConfig) {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
@@ -183,13 +223,10 @@ func newReloadMetric(reg prometheus.Registerer) *prometheus.CounterVec {
 }
 
 // reloadKeysOnHangup replaces the ingest keys with those of the
-// configuration file (and SLUICE_INGEST_KEYS) at every SIGHUP, until ctx
-// ends. Requests keep being served throughout; a file that does not load,
-// or keys that are not valid, change nothing and say why.
-func reloadKeysOnHangup(ctx context.Context, path, adminToken string, handler *producer.Handler, reloads *prometheus.CounterVec, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// configuration file (and SLUICE_INGEST_KEYS) at every signal on hup, until
+// ctx ends. Requests keep being served throughout; a file that does not
+// load, or keys that are not valid, change nothing and say why.
+func reloadKeysOnHangup(ctx context.Context, hup <-chan os.Signal, path, adminToken string, handler *producer.Handler, reloads *prometheus.CounterVec, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -245,4 +282,74 @@ func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, is
 		mux.Handle(p, adm)
 	}
 	return func() { ops.Close() }, nil
+}
+
+// readiness is ingest's readiness as a goroutine probes it in the
+// background: /readyz only reads it, so asking it, however often and
+// unauthenticated, never dials a broker, and its answer names none (the
+// log does).
+type readiness struct {
+	probe   func(context.Context) error
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	last error // why not ready, for /readyz; nil when the last probe answered
+}
+
+// Why /readyz says ingest is not ready, naming no broker.
+var (
+	errNotProbed = errors.New("kafka not probed yet")
+	errNoBroker  = errors.New("no kafka broker answered the last probe")
+)
+
+// newReadiness is a readiness that probe will refresh, each probe bounded
+// by timeout; not ready until the first probe answers.
+func newReadiness(probe func(context.Context) error, timeout time.Duration, log *slog.Logger) *readiness {
+	return &readiness{probe: probe, timeout: timeout, log: log, last: errNotProbed}
+}
+
+// err is why ingest is not ready, as of the last probe, or nil.
+func (r *readiness) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// run probes at once, then every interval, until ctx ends.
+func (r *readiness) run(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		r.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// refresh probes once and keeps the outcome. The log says when it
+// changes, and then the probe's own error, which names the brokers.
+func (r *readiness) refresh(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, r.timeout)
+	err := r.probe(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return // stopping: a probe cut short says nothing of the brokers
+	}
+	r.mu.Lock()
+	was := r.last
+	r.last = nil
+	if err != nil {
+		r.last = errNoBroker
+	}
+	r.mu.Unlock()
+	switch {
+	case err != nil && was != errNoBroker:
+		r.log.Warn("kafka probe failed: /readyz answers 503", "err", err)
+	case err == nil && was != nil:
+		r.log.Info("kafka probe answered: /readyz answers 200 once the topics exist")
+	}
 }

@@ -122,6 +122,7 @@ func loadgenTestServer(t *testing.T) *httptest.Server {
 			}
 		default:
 			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, `{"accepted":%d}`, len(events))
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -229,7 +230,10 @@ func TestLoadgenCountsRetriedAnswers(t *testing.T) {
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
+		var events []json.RawMessage
+		_ = json.NewDecoder(r.Body).Decode(&events)
 		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"accepted":%d}`, len(events))
 	}))
 	defer srv.Close()
 	timelinePath := filepath.Join(t.TempDir(), "timeline.csv")

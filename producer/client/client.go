@@ -141,16 +141,22 @@ func setDefault[T int | time.Duration](v *T, def T) {
 }
 
 // Publish sends events in as few requests as Config.MaxEvents and
-// MaxBodyBytes allow, and returns how many were accepted: events[:n]. When n
-// is less than len(events), err says why the request that starts at
-// events[n] failed (or why events[n] could not be sent at all); events after
-// that request were not sent.
+// MaxBodyBytes allow, and returns how many were accepted: events[:n], each
+// request of them answered 2xx with {"accepted":k}, k the number of its
+// events. When n is less than len(events), err says why the request that
+// starts at events[n] failed (or why events[n] could not be sent at all);
+// events after that request were not sent.
 //
-// Requests go one after another, each retried until accepted or out of
-// attempts, so events about one subject reach the log in the order given,
-// and a failed request leaves no later event appended. For throughput, call
-// Publish from several goroutines: Config.MaxInFlight bounds the requests
-// of all of them.
+// One Publish call sends one request at a time: the next one only after
+// the one before was accepted. So the events of one subject within one
+// call reach the log in the order given, never travel in two requests at
+// once, and a failed request leaves no later event appended. Calls made at
+// the same time from several goroutines, for throughput
+// (Config.MaxInFlight bounds the requests of all of them), keep no order
+// between them: publish a subject's events from one goroutine, one call
+// after another. An attempt that timed out may still be appended after
+// its retry was accepted; that copy is a duplicate, which deduplication by
+// (source, id) drops, so the order of first arrival stands.
 //
 // Publish first gives every event without an ID a new one, in events itself,
 // and never changes an ID afterwards: publishing events again — after an
@@ -160,9 +166,17 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // err is one of: a *RejectedError (400, 403) or a *StatusError (any other
 // non-2xx answer, the last one when retries ran out), matching
 // ErrUnauthorized, ErrTooLarge or ErrUnsupportedMediaType for 401, 413 and
-// 415; ErrEventTooLarge or ErrInvalidEvent, wrapped with the event's index;
-// the transport error of the last attempt; or ctx's error. Only in the last
-// two cases may events of the failed request have been appended.
+// 415; ErrNotAccepted, for a 2xx that did not accept every event sent;
+// ErrEventTooLarge or ErrInvalidEvent, wrapped with the event's index; the
+// transport error of the last attempt; or ctx's error.
+//
+// Whether the events of the failed request were appended depends on err.
+// After a *RejectedError, a 401, 408, 413, 415 or 429, or ErrEventTooLarge
+// or ErrInvalidEvent, none was. After a 5xx (503 when Kafka did not confirm
+// the write, 502 and 504 from a proxy), ErrNotAccepted, a transport error
+// or a timeout, or ctx's error once a request was sent, the outcome is
+// unknown: some may be stored, the others not. Publishing events[n:] again
+// resends the same ids, and an event stored twice yields one row.
 func (c *Client) Publish(ctx context.Context, events []Event) (n int, err error) {
 	for i := range events {
 		if events[i].ID == "" {
@@ -242,7 +256,7 @@ func (c *Client) send(ctx context.Context, body []byte, start, end int) error {
 		switch {
 		case a.StatusCode/100 == 2:
 			c.report(a)
-			return nil
+			return checkAccepted(a.StatusCode, answer, start, end)
 		case a.StatusCode == 0 && ctx.Err() != nil:
 			c.report(a)
 			return ctx.Err()
@@ -311,6 +325,26 @@ func (c *Client) attempt(ctx context.Context, body []byte, reqID string) (Attemp
 	a.StatusCode = resp.StatusCode
 	a.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return a, answer
+}
+
+// checkAccepted is nil when a 2xx answer says that every event of the
+// request events[start:end] was accepted ({"accepted":n}, n the number
+// sent), and an ErrNotAccepted otherwise: a 2xx that says less is no
+// acknowledgement (a proxy's answer, or a server that took part of the
+// batch), and a retry might not change it.
+func checkAccepted(code int, answer []byte, start, end int) error {
+	var body struct {
+		Accepted *int `json:"accepted"`
+	}
+	if json.Unmarshal(answer, &body) == nil && body.Accepted != nil && *body.Accepted == end-start {
+		return nil
+	}
+	said := "no count of accepted events"
+	if body.Accepted != nil {
+		said = fmt.Sprintf("%d accepted", *body.Accepted)
+	}
+	return fmt.Errorf("%w: events %d to %d: ingest answered %d %s with %s, for %d events sent",
+		ErrNotAccepted, start, end-1, code, http.StatusText(code), said, end-start)
 }
 
 // retryable reports whether an answer says the request may succeed later

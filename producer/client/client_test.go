@@ -62,6 +62,12 @@ func newServer(t *testing.T, answers ...answer) *server {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(a.code)
+		if a.body == acceptEvery {
+			var events []json.RawMessage
+			_ = json.Unmarshal(body, &events)
+			fmt.Fprintf(w, `{"accepted":%d}`, len(events))
+			return
+		}
 		io.WriteString(w, a.body)
 	}))
 	t.Cleanup(s.Close)
@@ -86,7 +92,11 @@ func readBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(in)
 }
 
-var accepted = answer{code: http.StatusAccepted, body: `{"accepted":1}`}
+// acceptEvery, as an answer's body, is ingest's: {"accepted":n} for the n
+// events of the request.
+const acceptEvery = "(accepted: every event sent)"
+
+var accepted = answer{code: http.StatusAccepted, body: acceptEvery}
 
 // newClient returns a client of srv whose waits are recorded instead of
 // slept, so that a test of Retry-After takes no second.
@@ -389,6 +399,7 @@ func TestTimeoutsAndTransportErrorsAreRetried(t *testing.T) {
 			conn.Close()
 		default:
 			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"accepted":1}`)
 		}
 	}))
 	defer srv.Close()
@@ -416,6 +427,7 @@ func TestInFlightIsBounded(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"accepted":1}`)
 	}))
 	defer srv.Close()
 	c, err := New(Config{URL: srv.URL, Key: "k", MaxInFlight: 3, MaxEvents: 1})
@@ -587,5 +599,89 @@ func TestConfig(t *testing.T) {
 	c, err := New(Config{URL: "https://x/v1/events", Key: "k", MinBackoff: time.Minute})
 	if err != nil || c.cfg.MaxEvents != 1000 || c.cfg.MaxBodyBytes != 1<<20 || c.cfg.MaxBackoff != time.Minute {
 		t.Fatalf("%+v, %v", c.cfg, err)
+	}
+}
+
+// TestA2xxIsSuccessOnlyWhenItAcceptsEveryEvent: a 2xx must say
+// {"accepted":n} for the n events sent; anything else is ErrNotAccepted,
+// at once (not retried), and the request's events are not counted.
+func TestA2xxIsSuccessOnlyWhenItAcceptsEveryEvent(t *testing.T) {
+	cases := []struct {
+		name      string
+		answers   []answer // one per request
+		maxEvents int      // per request
+		events    int
+		wantN     int
+		wantIn    string // in the error; "" for success
+	}{
+		{"a 202 accepting every event is success", []answer{accepted}, 0, 3, 3, ""},
+		{"a 202 accepting fewer events than sent is ErrNotAccepted", []answer{{code: 202, body: `{"accepted":2}`}}, 0, 3, 0, "2 accepted, for 3 events sent"},
+		{"a 202 accepting more events than sent is ErrNotAccepted", []answer{{code: 202, body: `{"accepted":5}`}}, 0, 3, 0, "5 accepted, for 3 events sent"},
+		{"a 200 that is a proxy's page is ErrNotAccepted", []answer{{code: 200, body: `<html>welcome</html>`}}, 0, 3, 0, "200 OK with no count"},
+		{"a 204 without a body is ErrNotAccepted", []answer{{code: 204}}, 0, 3, 0, "204 No Content with no count"},
+		{"a short count on the second request keeps the first request's events", []answer{accepted, {code: 202, body: `{"accepted":1}`}}, 2, 4, 2,
+			"events 2 to 3: ingest answered 202 Accepted with 1 accepted, for 2 events sent"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := newServer(t, c.answers...)
+			cl, attempts, _ := newClient(t, srv, Config{MaxEvents: c.maxEvents})
+			n, err := cl.Publish(context.Background(), testEvents(c.events))
+			if c.wantIn == "" {
+				if n != c.wantN || err != nil {
+					t.Fatalf("Publish = %d, %v; want %d, nil", n, err, c.wantN)
+				}
+				return
+			}
+			if n != c.wantN || !errors.Is(err, ErrNotAccepted) || !strings.Contains(err.Error(), c.wantIn) {
+				t.Fatalf("Publish = %d, %v; want %d and ErrNotAccepted saying %q", n, err, c.wantN, c.wantIn)
+			}
+			if len(*attempts) != len(c.answers) {
+				t.Fatalf("%d attempts for %d requests: an unconfirmed 2xx was retried", len(*attempts), len(c.answers))
+			}
+		})
+	}
+}
+
+// TestOnePublishCallSendsOneRequestAtATime: however many requests the
+// client may have in flight, one call's requests go one after another, in
+// order, so a subject's events are never in two requests at once.
+func TestOnePublishCallSendsOneRequestAtATime(t *testing.T) {
+	var now, peak atomic.Int32
+	var mu sync.Mutex
+	var sent []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		body, _ := io.ReadAll(r.Body)
+		got := ids(t, body)
+		mu.Lock()
+		sent = append(sent, got...)
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond) // room for a second request to overlap, were one sent
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"accepted":%d}`, len(got))
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Key: "k", MaxInFlight: 8, MaxEvents: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := testEvents(20)
+	for i := range events {
+		events[i].Subject = "customer-77"
+	}
+	if n, err := c.Publish(context.Background(), events); n != 20 || err != nil {
+		t.Fatalf("Publish = %d, %v", n, err)
+	}
+	if p := peak.Load(); p != 1 {
+		t.Fatalf("%d requests of one Publish call were in flight at once", p)
+	}
+	for i, id := range sent {
+		if id != fmt.Sprint(i) {
+			t.Fatalf("sent %q: out of order", sent)
+		}
 	}
 }

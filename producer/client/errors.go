@@ -23,6 +23,12 @@ var (
 	ErrUnsupportedMediaType = errors.New("the server does not take this media type or encoding (415)")
 )
 
+// ErrNotAccepted: a 2xx answer that did not say {"accepted":n} for the n
+// events of the request, such as a proxy's 200 or a server that took part
+// of the batch. The outcome is unknown: some of the request's events may be
+// stored. Publishing them again (the same ids) is safe.
+var ErrNotAccepted = errors.New("ingest did not confirm every event of the request")
+
 // Errors about one event of the caller's, found before anything of it is
 // sent. They come wrapped with the event's index.
 var (
@@ -38,7 +44,9 @@ var (
 
 // StatusError is an answer other than 2xx that is not a *RejectedError: the
 // status, and the server's message. After retries ran out it is the last
-// answer (429, 503, …) and RetryAfter is what that answer asked for.
+// answer (429, 503, …) and RetryAfter is what that answer asked for. After a
+// 5xx the outcome of the request is unknown: some of its events may be
+// stored; after a 4xx none is.
 type StatusError struct {
 	StatusCode int
 	Message    string
