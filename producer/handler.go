@@ -128,6 +128,9 @@ type Handler struct {
 	now     func() time.Time
 	// inFlight counts the requests being served, in all and by key.
 	inFlight *slots
+	// pending holds the partition keys of writes answered before Kafka
+	// settled them.
+	pending *unsettled
 }
 
 // NewHandler validates cfg and returns the ingest handler appending to out.
@@ -142,7 +145,8 @@ func NewHandler(cfg Config, out Appender, metrics *Metrics, log *slog.Logger) (*
 	keys := cfg.Keys
 	cfg.Keys = nil // the handler keeps digests only
 	h := &Handler{cfg: cfg, limits: newKeyLimits(cfg.RatePerKey, max(cfg.MaxEvents, int(cfg.RatePerKey))),
-		out: out, metrics: metrics, log: log, now: time.Now, inFlight: newSlots(cfg.MaxInFlight, cfg.MaxInFlightPerKey)}
+		out: out, metrics: metrics, log: log, now: time.Now, inFlight: newSlots(cfg.MaxInFlight, cfg.MaxInFlightPerKey),
+		pending: newUnsettled()}
 	if err := h.SetKeys(keys); err != nil {
 		return nil, err
 	}
@@ -192,6 +196,10 @@ type answer struct {
 	code   int
 	body   any
 	header map[string]string
+	// after runs, in order, once the answer is written: a write answered
+	// before Kafka settled it is waited for there, with its slot still
+	// held, so that memory stays bounded while a broker stalls.
+	after []func()
 }
 
 func fail(code int, msg string) answer {
@@ -220,9 +228,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range a.header {
 		w.Header().Set(k, v)
 	}
+	body, _ := json.Marshal(a.body)
+	body = append(body, '\n')
 	w.Header().Set("Content-Type", "application/json")
+	// The length lets the client read the whole answer while a wait in
+	// a.after still holds the request.
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(a.code)
-	_ = json.NewEncoder(w).Encode(a.body)
+	_, _ = w.Write(body)
+	if len(a.after) > 0 {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush() // the client has its answer before the waits below
+		}
+		for _, fn := range a.after {
+			fn()
+		}
+	}
 
 	elapsed := h.now().Sub(start)
 	if h.metrics != nil {
@@ -258,20 +279,19 @@ func (h *Handler) serve(r *http.Request) (answer, int, string) {
 	}
 	// The slot is taken before the body is read, which is what it bounds,
 	// and only for a known key, whose share it counts against.
+	var a answer
 	switch h.inFlight.take(key.name) {
-	case slotTaken:
-		defer h.inFlight.release(key.name)
 	case allSlotsTaken:
-		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
-		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
-		return a, 0, key.name
+		a = fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving its limit of %d requests at once; retry", h.cfg.MaxInFlight))
 	case keySlotsTaken:
-		a := fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving this key's limit of %d requests at once; retry", h.cfg.MaxInFlightPerKey))
-		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
-		return a, 0, key.name
+		a = fail(http.StatusServiceUnavailable, fmt.Sprintf("ingest is serving this key's limit of %d requests at once; retry", h.cfg.MaxInFlightPerKey))
+	default:
+		a, n := h.serveKey(r, key)
+		a.after = append(a.after, func() { h.inFlight.release(key.name) }) // after any wait for Kafka
+		return a, n, key.name
 	}
-	a, n := h.serveKey(r, key)
-	return a, n, key.name
+	a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
+	return a, 0, key.name
 }
 
 func (h *Handler) serveKey(r *http.Request, key *scopedKey) (answer, int) {
@@ -364,7 +384,40 @@ func (h *Handler) append(ctx context.Context, events []schema.Event, keyName str
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
 	defer cancel()
-	if err := h.out.WriteMessages(ctx, msgs...); err != nil {
+	if err := h.pending.wait(ctx, msgs); err != nil {
+		// An earlier write of one of these keys has not settled: nothing
+		// of this request was handed to Kafka.
+		h.log.Warn("an earlier write of the same partition keys is not settled yet", "events", len(msgs), "key", keyName)
+		span.SetStatus(codes.Error, "earlier write not settled")
+		a := fail(http.StatusServiceUnavailable, "an earlier write of these events' partition keys is not settled by the event log yet; nothing of this request was appended: retry")
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter())}
+		return a, 0
+	}
+	// The write goes on whatever the request's deadline (kafka-go keeps a
+	// timed-out write queued and may append it later): the deadline only
+	// decides when the client is answered.
+	written := make(chan error, 1)
+	go func() { written <- h.out.WriteMessages(context.WithoutCancel(ctx), msgs...) }()
+	var err error
+	select {
+	case err = <-written:
+	case <-ctx.Done():
+		settled := h.pending.mark(partitionKeys(msgs))
+		h.log.Warn("kafka did not confirm the write in time; answering 503, its outcome unknown", "events", len(msgs), "key", keyName)
+		span.SetStatus(codes.Error, "kafka write not confirmed in time")
+		a := fail(http.StatusServiceUnavailable, "the event log did not confirm the write in time: some of the events may be stored, the rest not; send the same events (the same ids) again, which stores each once")
+		// The request goes on after its answer (waiting for Kafka), so its
+		// connection cannot carry the client's next one.
+		a.header = map[string]string{"Retry-After": strconv.Itoa(h.retryAfter()), "Connection": "close"}
+		a.after = []func(){func() {
+			if err := <-written; err != nil {
+				h.log.Warn("a write answered 503 failed after all", "events", len(msgs), "key", keyName, "err", err)
+			}
+			settled()
+		}}
+		return a, 0
+	}
+	if err != nil {
 		if a, ok := refuseTooLarge(err, events, msgs); ok {
 			h.log.Info("events too large for the event log", "key", keyName, "err", err)
 			span.SetStatus(codes.Error, "record too large")
@@ -379,6 +432,19 @@ func (h *Handler) append(ctx context.Context, events []schema.Event, keyName str
 		return a, 0
 	}
 	return answer{code: http.StatusAccepted, body: map[string]int{"accepted": len(events)}}, len(events)
+}
+
+// partitionKeys are msgs' keys, once each.
+func partitionKeys(msgs []kafka.Message) []string {
+	seen := make(map[string]struct{}, len(msgs))
+	keys := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if _, ok := seen[string(m.Key)]; !ok {
+			seen[string(m.Key)] = struct{}{}
+			keys = append(keys, string(m.Key))
+		}
+	}
+	return keys
 }
 
 // refuseTooLarge is the answer to a write that failed for the size of its
