@@ -150,6 +150,22 @@ var workerScenarios = []workerScenario{
 			s.Fatal("still ahead of the log after the rewind")
 		}
 	}},
+	{name: "a target whose position lies beyond its log's end stops until an operator rewinds it", tune: func(c *Config) {
+		c.LagInterval = 100 * time.Millisecond
+	}, run: func(s *scenario) {
+		if err := s.d.positions.advance(context.Background(), targetdb.Cursor{Topic: s.d.topic, Next: 1000}); err != nil {
+			s.Fatal(err)
+		}
+		s.publish(kinds(5, "ok")...)
+		s.monitorLag(500 * time.Millisecond)
+		s.start()
+		s.eventually("the partition found ahead of its log", func() bool { return s.ahead() && testutil.ToFloat64(s.d.m.aheadOfLog) == 1 })
+		s.publish(kinds(1000, "ok")...) // the new log grows past the old position: still nothing may be applied
+		s.holds(time.Second, "nothing applied while ahead of the log", func() bool { return s.events() == 0 && s.ahead() })
+		s.obey(control.DesiredState{Rewind: &control.Rewind{ID: "20991231T000000.000000000Z-" + testenv.ID(), Offsets: map[int]int64{0: 0}}, By: "test"})
+		s.eventually("all 1005 events of the new log applied after the rewind", func() bool { return s.events() == 1005 && s.position() == 1005 })
+		s.eventually("the ahead-of-log gauge back at 0", func() bool { return testutil.ToFloat64(s.d.m.aheadOfLog) == 0 })
+	}},
 	{name: "a failing target opens the breaker, which probes and closes once the target heals", run: func(s *scenario) {
 		s.publish(kinds(20, "ok")...)
 		s.failRetryably(0)
@@ -283,6 +299,29 @@ func (s *scenario) stop() time.Duration {
 	}
 	s.done = nil
 	return time.Since(began)
+}
+
+// monitorLag measures the worker's lag every LagInterval until the
+// scenario ends, as the Applier's lag monitor does: it is what finds a
+// position beyond the log's end (ahead after grace).
+func (s *scenario) monitorLag(grace time.Duration) {
+	l := &lagMeter{events: s.d.events, now: s.d.now, aheadGrace: grace, m: s.d.m, status: s.d.status, log: s.d.log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(s.d.cfg.LagInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			_, _ = l.measure(ctx, s.d.partitions.snapshot())
+		}
+	}()
+	s.Cleanup(func() { cancel(); <-done })
 }
 
 // restart hands the partition to a new worker, as a rebalance does.
