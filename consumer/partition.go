@@ -34,7 +34,7 @@ type partitionWorker struct {
 	verified   bool
 	verifiedAt time.Time
 	// expectNew: the partition's recent batches were all new, so the next
-	// one is tried the cheap way first (see Applier.apply).
+	// one is tried the cheap way first (see targetStore.apply).
 	expectNew bool
 }
 
@@ -55,7 +55,8 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 	runPartition(gctx, a.workerDeps(), gen, id, groupOffset)
 }
 
-// runPartition is the worker of partition id on d, for one generation.
+// runPartition is Applier.runPartition on the dependencies d: the real
+// ones, or the fakes of worker_fakes_test.go.
 func runPartition(gctx context.Context, d *workerDeps, gen offsetCommitter, id int, groupOffset int64) {
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()

@@ -46,12 +46,11 @@ type workerDeps struct {
 	log    *slog.Logger
 }
 
-// workerConfig is the part of Config a worker reads.
+// workerConfig is the part of Config a worker reads; see Config for each.
 type workerConfig struct {
-	BatchSize                          int
-	Linger, StallTimeout, ApplyTimeout time.Duration
-	LagInterval                        time.Duration
-	retry                              retryPolicy
+	BatchSize                                       int
+	Linger, StallTimeout, ApplyTimeout, LagInterval time.Duration
+	retry                                           retryPolicy
 }
 
 // retryPolicy is jittered exponential backoff: uniformly within [d/2, d],
