@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,11 +278,7 @@ func (a *Applier) waitForSchema(ctx context.Context) error {
 // backoff is jittered exponential: uniformly within [d/2, d], d doubling from
 // RetryMin up to RetryMax, so replicas retrying together drift apart.
 func (a *Applier) backoff(attempt int) time.Duration {
-	d := a.cfg.RetryMin << min(attempt, 30)
-	if d <= 0 || d > a.cfg.RetryMax {
-		d = a.cfg.RetryMax
-	}
-	return d/2 + rand.N(d/2+1)
+	return retryPolicy{a.cfg.RetryMin, a.cfg.RetryMax}.backoff(attempt)
 }
 
 // sleep waits d or until ctx ends, reporting whether it waited in full.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
 // fakeClock is moved by the test instead of sleeping.
@@ -37,12 +39,11 @@ func newTestBreaker(clock *fakeClock) (*breaker, *[]BreakerState) {
 	return b, &seen
 }
 
-// expire moves the clock past the open period and past gobreaker's own
-// token timeout (which reads the real clock).
+// expire moves the clock past the open period: the breaker reads no
+// other clock.
 func expire(clock *fakeClock, b *breaker) {
 	d, _ := b.openFor()
-	clock.advance(d + time.Millisecond)
-	time.Sleep(2 * time.Millisecond)
+	clock.advance(d)
 }
 
 func TestBreakerTripsAfterConsecutiveRetryableFailures(t *testing.T) {
@@ -190,10 +191,7 @@ func TestBatchesInFlightWhenItOpensDoNotCutTheOpenPeriodShort(t *testing.T) {
 	for b.State() != BreakerOpen {
 		time.Sleep(time.Millisecond)
 	}
-	// gobreaker's own token open period (1ms, on the real clock) passes; ours
-	// (at least half a second, on the fake one) has not. Then the other
-	// three, admitted before it opened, fail.
-	time.Sleep(5 * time.Millisecond)
+	// Then the other three, admitted before it opened, fail.
 	close(fail[1])
 	wg.Wait()
 	if got := b.State(); got != BreakerOpen {
@@ -220,5 +218,84 @@ func TestBatchesInFlightWhenItOpensDoNotCutTheOpenPeriodShort(t *testing.T) {
 	want := []BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed}
 	if fmt.Sprint(*seen) != fmt.Sprint(want) {
 		t.Fatalf("state changes %v, want %v", *seen, want)
+	}
+}
+
+// TestBreakerSteps drives the breaker one call or one move of the clock at
+// a time: it reads no other clock, so nothing here sleeps. The test
+// breaker trips after 3 failures and opens for [0.5s, 1s] at first, twice
+// that at each consecutive opening.
+func TestBreakerSteps(t *testing.T) {
+	type step struct {
+		call string        // "fail", "ok", "poison", "cancelled", "moved"; "" moves the clock by wait
+		wait time.Duration // how far the clock moves
+		ran  bool          // whether the call got through (false: refused, busy)
+		want BreakerState
+	}
+	fail := func(ran bool, want BreakerState) step { return step{call: "fail", ran: ran, want: want} }
+	call := func(c string, ran bool, want BreakerState) step { return step{call: c, ran: ran, want: want} }
+	wait := func(d time.Duration, want BreakerState) step { return step{wait: d, want: want} }
+	trip := []step{fail(true, BreakerClosed), fail(true, BreakerClosed), fail(true, BreakerOpen)}
+	cases := []struct {
+		name  string
+		steps []step
+		seen  []BreakerState
+	}{
+		{"three consecutive failures open it, and a success in between starts the count again",
+			[]step{fail(true, BreakerClosed), fail(true, BreakerClosed), call("ok", true, BreakerClosed),
+				fail(true, BreakerClosed), fail(true, BreakerClosed), fail(true, BreakerOpen)},
+			[]BreakerState{BreakerOpen}},
+		{"permanent errors count as successes, and shutdowns and moved offsets count for nothing",
+			[]step{fail(true, BreakerClosed), fail(true, BreakerClosed), call("poison", true, BreakerClosed),
+				fail(true, BreakerClosed), call("cancelled", true, BreakerClosed), call("moved", true, BreakerClosed),
+				fail(true, BreakerClosed), call("ok", true, BreakerClosed)},
+			nil},
+		{"it refuses every call until the clock passes its open period, then one probe closes it",
+			append(trip[:3:3], call("ok", false, BreakerOpen), wait(499*time.Millisecond, BreakerOpen),
+				call("ok", false, BreakerOpen), wait(501*time.Millisecond, BreakerHalfOpen), call("ok", true, BreakerClosed)),
+			[]BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed}},
+		{"a failed probe opens it again for longer",
+			append(trip[:3:3], wait(time.Second, BreakerHalfOpen), fail(true, BreakerOpen),
+				wait(999*time.Millisecond, BreakerOpen), call("ok", false, BreakerOpen),
+				wait(1001*time.Millisecond, BreakerHalfOpen), call("ok", true, BreakerClosed)),
+			[]BreakerState{BreakerOpen, BreakerHalfOpen, BreakerOpen, BreakerHalfOpen, BreakerClosed}},
+		{"a cancelled probe proves nothing, and the next caller probes",
+			append(trip[:3:3], wait(time.Second, BreakerHalfOpen), call("cancelled", true, BreakerHalfOpen),
+				call("ok", true, BreakerClosed)),
+			[]BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed}},
+		{"once closed, the next opening is short again",
+			append(append(trip[:3:3], wait(time.Second, BreakerHalfOpen), fail(true, BreakerOpen),
+				wait(2*time.Second, BreakerHalfOpen), call("ok", true, BreakerClosed)), append(trip[:3:3],
+				wait(time.Second, BreakerHalfOpen), call("ok", true, BreakerClosed))...),
+			[]BreakerState{BreakerOpen, BreakerHalfOpen, BreakerOpen, BreakerHalfOpen, BreakerClosed,
+				BreakerOpen, BreakerHalfOpen, BreakerClosed}},
+	}
+	errs := map[string]error{
+		"fail": errLocked, "ok": nil, "poison": &pgconn.PgError{Code: "23514"}, "cancelled": context.Canceled,
+		"moved": fmt.Errorf("apply: %w", targetdb.ErrOffsetsMoved),
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clock := &fakeClock{t: time.Unix(0, 0)}
+			b, seen := newTestBreaker(clock)
+			for i, s := range c.steps {
+				if s.call == "" {
+					clock.advance(s.wait)
+					_, _ = b.openFor() // as a waiting worker looks
+				} else {
+					ran := false
+					err := b.do(func() error { ran = true; return errs[s.call] })
+					if ran != s.ran || !ran && !errors.Is(err, errBreakerBusy) {
+						t.Fatalf("step %d (%s): ran %v (err %v), want ran %v", i, s.call, ran, err, s.ran)
+					}
+				}
+				if got := b.State(); got != s.want {
+					t.Fatalf("step %d (%s %v): state %v, want %v", i, s.call, s.wait, got, s.want)
+				}
+			}
+			if fmt.Sprint(*seen) != fmt.Sprint(c.seen) {
+				t.Fatalf("state changes %v, want %v", *seen, c.seen)
+			}
+		})
 	}
 }

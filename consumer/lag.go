@@ -2,10 +2,12 @@ package consumer
 
 import (
 	"context"
-	"github.com/sluicehq/sluice/internal/kafkaadmin"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/kafkaadmin"
 )
 
 // partitionState is what a partition worker shares with the lag monitor.
@@ -105,7 +107,7 @@ func (a *Applier) monitorLag(ctx context.Context) {
 		var worst time.Duration
 		var err error
 		if joined {
-			worst, err = a.measureLag(mctx, parts)
+			worst, err = a.lagMeter().measure(mctx, parts)
 		} else {
 			worst, err = a.measureGroupLag(mctx)
 		}
@@ -124,15 +126,35 @@ func (a *Applier) monitorLag(ctx context.Context) {
 // retentionRefresh is how often the events topic's retention is read again.
 const retentionRefresh = time.Minute
 
-// measureLag measures the partitions this replica owns.
-func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState) (time.Duration, error) {
-	starts, ends, err := a.cluster.LogBounds(ctx, a.cfg.Topic)
+// lagMeter measures the lag of the partitions a replica owns, and finds
+// the positions that lie beyond their log's end. It reaches only what it
+// is given, like the partition workers it watches, so the two can be run
+// together on fakes.
+type lagMeter struct {
+	events     eventLog
+	now        func() time.Time
+	aheadGrace time.Duration
+	m          *metrics
+	status     statusHooks
+	log        *slog.Logger
+}
+
+func (a *Applier) lagMeter() *lagMeter {
+	return &lagMeter{
+		events: kafkaLog{cluster: a.cluster, topic: a.cfg.Topic}, now: a.cfg.now, aheadGrace: a.cfg.aheadGrace,
+		m: a.m, status: a.report, log: a.log,
+	}
+}
+
+// measure measures the partitions this replica owns.
+func (l *lagMeter) measure(ctx context.Context, parts map[int]*partitionState) (time.Duration, error) {
+	starts, ends, err := l.events.bounds(ctx)
 	if err != nil {
 		return 0, err
 	}
 	var worst time.Duration
 	ahead := 0
-	defer func() { a.m.aheadOfLog.Set(float64(ahead)) }()
+	defer func() { l.m.aheadOfLog.Set(float64(ahead)) }()
 	for id, st := range parts {
 		end, ok := ends[id]
 		if !ok {
@@ -140,16 +162,16 @@ func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState)
 		}
 		st.end.Store(end)
 		next := st.next.Load()
-		if a.checkAhead(st, id, next, end) {
+		if l.checkAhead(st, id, next, end) {
 			// The position says nothing about what is left to apply: the
 			// series goes (unknown) rather than read 0, caught up;
 			// sluice_target_ahead_of_log and ctl status say why.
 			ahead++
-			a.m.forgetLag(id)
+			l.m.forgetLag(id)
 		} else {
-			a.m.setLag(id, max(end-next, 0))
+			l.m.setLag(id, max(end-next, 0))
 		}
-		if age, ok := a.oldestUnapplied(ctx, st, id, next, starts[id], end); ok {
+		if age, ok := l.oldestUnapplied(ctx, st, id, next, starts[id], end); ok {
 			worst = max(worst, age)
 		}
 	}
@@ -165,35 +187,39 @@ func (a *Applier) measureLag(ctx context.Context, parts map[int]*partitionState)
 // even if the new log grows past the position — until an operator moves
 // it. Each change is said once, loudly. It reports whether st is ahead.
 func (a *Applier) checkAhead(st *partitionState, id int, next, end int64) bool {
+	return a.lagMeter().checkAhead(st, id, next, end)
+}
+
+func (l *lagMeter) checkAhead(st *partitionState, id int, next, end int64) bool {
 	if st.ahead.Load() {
 		if next == st.aheadAt.Load() {
 			return true
 		}
 		st.ahead.Store(false)
-		a.log.Info("partition moved by an operator; it applies again", "partition", id, "position", next, "log_end", end)
-		a.report.changed()
+		l.log.Info("partition moved by an operator; it applies again", "partition", id, "position", next, "log_end", end)
+		l.status.changed()
 	}
 	if next <= end {
 		st.suspectSince.Store(0)
 		return false
 	}
-	now := a.cfg.now()
+	now := l.now()
 	since := st.suspectSince.Load()
 	if since == 0 {
 		st.suspectSince.Store(now.UnixNano())
 		st.reverify.Store(true)
 		return false
 	}
-	if now.Sub(time.Unix(0, since)) < a.cfg.aheadGrace {
+	if now.Sub(time.Unix(0, since)) < l.aheadGrace {
 		return false
 	}
 	st.aheadAt.Store(next)
 	st.ahead.Store(true)
 	st.suspectSince.Store(0)
-	a.log.Error("the target's position is beyond the end of the log: the topic was recreated or truncated; "+
+	l.log.Error("the target's position is beyond the end of the log: the topic was recreated or truncated; "+
 		"this partition applies nothing until an operator rewinds it (sluice ctl rewind <target> --to-offset earliest)",
-		"partition", id, "position", next, "log_end", end, "for", a.cfg.aheadGrace)
-	a.report.changed()
+		"partition", id, "position", next, "log_end", end, "for", l.aheadGrace)
+	l.status.changed()
 	return true
 }
 
@@ -219,7 +245,7 @@ func (a *Applier) measureGroupLag(ctx context.Context) (time.Duration, error) {
 		if !ok || next < 0 {
 			next = starts[id]
 		}
-		if age, ok := a.oldestUnapplied(ctx, nil, id, next, starts[id], ends[id]); ok {
+		if age, ok := a.lagMeter().oldestUnapplied(ctx, nil, id, next, starts[id], ends[id]); ok {
 			worst = max(worst, age)
 		}
 	}
@@ -231,20 +257,20 @@ func (a *Applier) measureGroupLag(ctx context.Context) (time.Duration, error) {
 // to this target) — of the oldest record still held, so that lag never
 // drops exactly when events are being lost. st, when not nil, caches the
 // timestamp.
-func (a *Applier) oldestUnapplied(ctx context.Context, st *partitionState, id int, next, start, end int64) (time.Duration, bool) {
+func (l *lagMeter) oldestUnapplied(ctx context.Context, st *partitionState, id int, next, start, end int64) (time.Duration, bool) {
 	if next >= end {
 		return 0, true
 	}
 	at := max(next, start)
 	if st != nil && st.stampedOffset == at {
-		return a.cfg.now().Sub(st.stamp), true
+		return l.now().Sub(st.stamp), true
 	}
-	ts, err := a.cluster.RecordTime(ctx, a.cfg.Topic, id, at)
+	ts, err := l.events.recordTime(ctx, id, at)
 	if err != nil {
 		return 0, false
 	}
 	if st != nil {
 		st.stampedOffset, st.stamp = at, ts
 	}
-	return a.cfg.now().Sub(ts), true
+	return l.now().Sub(ts), true
 }

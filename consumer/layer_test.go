@@ -479,7 +479,7 @@ func TestANewDatabaseUnderAnOldTargetNameStartsAtTheLogStart(t *testing.T) {
 func TestAFreshTargetStartsAtTheLogStartNotAtKafkaGosSentinel(t *testing.T) {
 	ta := newTestApplier(t, nil)
 	ta.publish(3, 0)
-	w := &partitionWorker{a: ta.Applier, id: 0, log: ta.log}
+	w := &partitionWorker{d: ta.workerDeps(), id: 0, log: ta.log}
 	for _, c := range []struct {
 		name     string
 		in, want int64

@@ -13,14 +13,16 @@ import (
 	"github.com/sluicehq/sluice/internal/targetdb"
 )
 
-// partitionWorker applies one partition for one generation.
+// partitionWorker applies one partition for one generation. It reaches
+// nothing but its dependencies (workerDeps), so every transition can be
+// driven by fakes as well as by Kafka and PostgreSQL.
 type partitionWorker struct {
-	a      *Applier
+	d      *workerDeps
 	gen    offsetCommitter
 	id     int
 	log    *slog.Logger
 	st     *partitionState
-	reader *kafka.Reader
+	reader fetcher
 	pos    int64 // offset of the next record to take from Kafka
 	// rewound is the id of the last rewind applied to this partition.
 	rewound string
@@ -32,7 +34,7 @@ type partitionWorker struct {
 	verified   bool
 	verifiedAt time.Time
 	// expectNew: the partition's recent batches were all new, so the next
-	// one is tried the cheap way first (see Applier.apply).
+	// one is tried the cheap way first (see targetStore.apply).
 	expectNew bool
 }
 
@@ -50,9 +52,15 @@ type offsetCommitter interface {
 // the lag until the target answers). It must not return before the generation ends: with
 // kafka-go, one returning worker ends the generation for all.
 func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int, groupOffset int64) {
+	runPartition(gctx, a.workerDeps(), gen, id, groupOffset)
+}
+
+// runPartition is Applier.runPartition on the dependencies d: the real
+// ones, or the fakes of worker_fakes_test.go.
+func runPartition(gctx context.Context, d *workerDeps, gen offsetCommitter, id int, groupOffset int64) {
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	w := &partitionWorker{a: a, gen: gen, id: id, log: a.log.With("partition", id), expectNew: true}
+	w := &partitionWorker{d: d, gen: gen, id: id, log: d.log.With("partition", id), expectNew: true}
 	groupOffset, ok := w.resolveSentinel(ctx, groupOffset)
 	if !ok {
 		return
@@ -60,10 +68,10 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 	// Owned, and measured, from now on: while the target cannot say where
 	// it is (down, locked), the group's commit stands in for its position,
 	// so lag shows instead of vanishing.
-	w.st = a.partitions.add(id, groupOffset)
-	a.report.changed()
-	defer a.report.changed()
-	defer a.partitions.remove(id)
+	w.st = d.partitions.add(id, groupOffset)
+	d.status.changed()
+	defer d.status.changed()
+	defer d.partitions.remove(id)
 	start, ok := w.startOffset(ctx, groupOffset)
 	if !ok {
 		return
@@ -73,7 +81,7 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 	defer w.dropReader()
 	w.log.Info("partition worker started", "offset", start, "last_rewind", w.rewound)
 	for ctx.Err() == nil {
-		desired, changed := a.ctrl.get()
+		desired, changed := d.desired.get()
 		if desired.Paused { // no reader, no batch, no session until resumed
 			w.dropReader()
 			select {
@@ -91,19 +99,19 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 			select {
 			case <-ctx.Done():
 			case <-changed:
-			case <-time.After(a.cfg.LagInterval):
+			case <-time.After(d.cfg.LagInterval):
 			}
 			continue
 		}
 		// While the breaker is open: no fetching, no reader, no session.
-		if !a.breaker.wait(ctx, w.dropReader) {
+		if !d.breaker.wait(ctx, w.dropReader) {
 			break
 		}
 		// A change of the desired state interrupts fetching and retrying, and
 		// so does the log moving under the target (found by the lag monitor).
 		bctx, cancel := context.WithCancel(ctx)
 		go func() {
-			tick := time.NewTicker(a.cfg.LagInterval)
+			tick := time.NewTicker(d.cfg.LagInterval)
 			defer tick.Stop()
 			for {
 				select {
@@ -124,7 +132,7 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 		if w.st.reverify.Swap(false) {
 			w.verified = false
 		}
-		if len(batch) > 0 && (!w.verified || a.cfg.now().Sub(w.verifiedAt) >= fingerprintEvery) {
+		if len(batch) > 0 && (!w.verified || d.now().Sub(w.verifiedAt) >= fingerprintEvery) {
 			// The first batch of every reader, and then every
 			// fingerprintEvery: is this still the log the target applied?
 			// (A recreated topic can have grown past the target's position
@@ -134,7 +142,7 @@ func (a *Applier) runPartition(gctx context.Context, gen offsetCommitter, id int
 				w.st.ahead.Store(true)
 				batch = nil
 			}
-			w.verified, w.verifiedAt = true, a.cfg.now()
+			w.verified, w.verifiedAt = true, d.now()
 		}
 		if len(batch) > 0 && !w.applyWithRetry(bctx, batch) {
 			// Abandoned (paused, rewound, stopping): forget what was
@@ -170,7 +178,7 @@ func nextCommand(d control.DesiredState, applied string) (cmd *control.Rewind, f
 // so a replica that restarts (or takes the partition over) mid-command never
 // applies it twice. A rewind only moves back and a skip only forward.
 func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward bool) {
-	a := w.a
+	d := w.d
 	verb := map[bool]string{false: "rewind", true: "skip"}[forward]
 	offset, ok := cmd.Offsets[w.id]
 	if !ok {
@@ -186,25 +194,25 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 		offset = from // never the other way: the partition stays
 	}
 	for attempt := 0; ctx.Err() == nil; {
-		if !a.breaker.wait(ctx, w.dropReader) {
+		if !d.breaker.wait(ctx, w.dropReader) {
 			return
 		}
 		var next int64
 		var moved bool
-		err := a.breaker.do(func() error {
-			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+		err := d.breaker.do(func() error {
+			qctx, cancel := context.WithTimeout(ctx, d.cfg.ApplyTimeout)
 			defer cancel()
 			var err error
-			next, moved, err = targetdb.RecordMove(qctx, a.pool, a.cfg.Topic, w.id, offset, cmd.ID, forward)
+			next, moved, err = d.positions.recordMove(qctx, w.id, offset, cmd.ID, forward)
 			return err
 		})
 		if errors.Is(err, errBreakerBusy) {
-			a.breaker.waitForChange(ctx, time.Second)
+			d.breaker.waitForChange(ctx, time.Second)
 			continue
 		}
 		if err != nil {
 			w.log.Warn(verb+" not recorded yet; retrying", "command", cmd.ID, "err", err, "attempt", attempt)
-			if !sleep(ctx, a.backoff(attempt)) {
+			if !sleep(ctx, d.cfg.retry.backoff(attempt)) {
 				return
 			}
 			attempt++
@@ -219,7 +227,7 @@ func (w *partitionWorker) move(ctx context.Context, cmd *control.Rewind, forward
 			w.st.ahead.Store(false) // the operator chose where the partition resumes
 			w.log.Info("partition resumes where the operator put it", "offset", next)
 		}
-		_ = w.gen.CommitOffsets(map[string]map[int]int64{a.cfg.Topic: {w.id: next}}) // for visibility: the target has it
+		_ = w.gen.CommitOffsets(map[string]map[int]int64{d.topic: {w.id: next}}) // for visibility: the target has it
 		switch {
 		case moved && forward && next > from:
 			w.log.Warn("partition skipped forward by operator: these events will never be applied to this target",
@@ -244,7 +252,7 @@ func (w *partitionWorker) logMoved(ctx context.Context) bool {
 	}
 	qctx, cancel := context.WithTimeout(ctx, kafkaadmin.RequestTimeout)
 	defer cancel()
-	starts, ends, err := w.a.cluster.LogBounds(qctx, w.a.cfg.Topic)
+	starts, ends, err := w.d.events.bounds(qctx)
 	if err != nil {
 		return false
 	}
@@ -255,7 +263,7 @@ func (w *partitionWorker) logMoved(ctx context.Context) bool {
 	if last >= ends[w.id] || last < starts[w.id] || o.LastTime.IsZero() {
 		return false
 	}
-	ts, err := w.a.cluster.RecordTime(qctx, w.a.cfg.Topic, w.id, last)
+	ts, err := w.d.events.recordTime(qctx, w.id, last)
 	if err != nil || ts.Equal(o.LastTime) {
 		return false
 	}
@@ -274,7 +282,7 @@ func (w *partitionWorker) resolveSentinel(ctx context.Context, offset int64) (in
 	}
 	for attempt := 0; ; attempt++ {
 		qctx, cancel := context.WithTimeout(ctx, kafkaadmin.RequestTimeout)
-		starts, ends, err := w.a.cluster.LogBounds(qctx, w.a.cfg.Topic)
+		starts, ends, err := w.d.events.bounds(qctx)
 		cancel()
 		if err == nil {
 			if offset == kafka.LastOffset {
@@ -283,7 +291,7 @@ func (w *partitionWorker) resolveSentinel(ctx context.Context, offset int64) (in
 			return starts[w.id], true
 		}
 		w.log.Warn("cannot read the partition's log bounds; retrying", "err", err, "attempt", attempt)
-		if !sleep(ctx, w.a.backoff(attempt)) {
+		if !sleep(ctx, w.d.cfg.retry.backoff(attempt)) {
 			return 0, false
 		}
 	}
@@ -297,17 +305,17 @@ func (w *partitionWorker) resolveSentinel(ctx context.Context, offset int64) (in
 // skip everything before it. Reading it goes through the breaker like any
 // other use of the target.
 func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (int64, bool) {
-	a := w.a
+	d := w.d
 	for attempt := 0; ; {
-		if !a.breaker.wait(ctx, nil) {
+		if !d.breaker.wait(ctx, nil) {
 			return 0, false
 		}
 		var o targetdb.Offset
-		err := a.breaker.do(func() error {
-			qctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+		err := d.breaker.do(func() error {
+			qctx, cancel := context.WithTimeout(ctx, d.cfg.ApplyTimeout)
 			defer cancel()
 			var err error
-			o, err = targetdb.LoadOffset(qctx, a.pool, a.cfg.Topic, w.id)
+			o, err = d.positions.load(qctx, w.id)
 			return err
 		})
 		switch {
@@ -318,9 +326,9 @@ func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (i
 			// A target that never applied this partition starts at the
 			// start of the log; a command issued before the target existed
 			// is not for it.
-			desired, _ := a.ctrl.get()
+			desired, _ := d.desired.get()
 			for _, c := range []*control.Rewind{desired.Rewind, desired.Skip} {
-				if c != nil && c.RequestedAt.Before(a.createdAt) {
+				if c != nil && c.RequestedAt.Before(d.createdAt) {
 					w.rewound = max(w.rewound, c.ID)
 				}
 			}
@@ -331,24 +339,22 @@ func (w *partitionWorker) startOffset(ctx context.Context, groupOffset int64) (i
 			}
 			return start, ok
 		case errors.Is(err, errBreakerBusy):
-			a.breaker.waitForChange(ctx, time.Second)
+			d.breaker.waitForChange(ctx, time.Second)
 			continue
 		}
-		a.report.failed(err)
+		d.status.failed(err)
 		w.log.Warn("cannot read the applied offset; retrying", "err", err, "attempt", attempt)
-		if !sleep(ctx, a.backoff(attempt)) {
+		if !sleep(ctx, d.cfg.retry.backoff(attempt)) {
 			return 0, false
 		}
 		attempt++
 	}
 }
 
-func (w *partitionWorker) ensureReader() *kafka.Reader {
+func (w *partitionWorker) ensureReader() fetcher {
 	if w.reader == nil {
 		w.verified = false
-		w.reader = w.a.cluster.NewReader(kafkaadmin.ReaderConfig{
-			Topic: w.a.cfg.Topic, Partition: w.id, MaxBytes: 8 << 20, QueueCapacity: w.a.cfg.BatchSize, Logger: w.log,
-		})
+		w.reader = w.d.events.newFetcher(w.id, w.log)
 		if err := w.reader.SetOffset(w.pos); err != nil {
 			w.log.Error("cannot seek partition", "offset", w.pos, "err", err)
 		}
@@ -370,9 +376,9 @@ func (w *partitionWorker) dropReader() {
 // reader that hands over nothing for StallTimeout while the log has records
 // past pos is rebuilt.
 func (w *partitionWorker) collect(ctx context.Context) []kafka.Message {
-	a := w.a
+	d := w.d
 	reader := w.ensureReader()
-	fctx, cancelFetch := context.WithTimeout(ctx, a.cfg.StallTimeout)
+	fctx, cancelFetch := context.WithTimeout(ctx, d.cfg.StallTimeout)
 	first, err := reader.FetchMessage(fctx)
 	cancelFetch()
 	if err != nil {
@@ -381,22 +387,22 @@ func (w *partitionWorker) collect(ctx context.Context) []kafka.Message {
 		case errors.Is(err, context.DeadlineExceeded):
 			if end := w.st.end.Load(); end > w.pos {
 				w.log.Warn("reader made no progress while records wait; rebuilding it",
-					"offset", w.pos, "log_end", end, "stalled_for", a.cfg.StallTimeout)
+					"offset", w.pos, "log_end", end, "stalled_for", d.cfg.StallTimeout)
 				w.dropReader()
 			}
 		default:
 			w.log.Warn("fetch failed; rebuilding the reader", "offset", w.pos, "err", err)
 			w.dropReader()
-			sleep(ctx, a.cfg.RetryMin)
+			sleep(ctx, d.cfg.retry.min)
 		}
 		return nil
 	}
-	batch := make([]kafka.Message, 1, a.cfg.BatchSize)
+	batch := make([]kafka.Message, 1, d.cfg.BatchSize)
 	batch[0] = first
 	w.take(first)
-	lctx, cancel := context.WithTimeout(ctx, a.cfg.Linger)
+	lctx, cancel := context.WithTimeout(ctx, d.cfg.Linger)
 	defer cancel()
-	for len(batch) < a.cfg.BatchSize {
+	for len(batch) < d.cfg.BatchSize {
 		m, err := reader.FetchMessage(lctx)
 		if err != nil {
 			break
@@ -422,37 +428,37 @@ func (w *partitionWorker) take(m kafka.Message) {
 // a transaction under way is finished first). Nothing new is fetched
 // meanwhile: a sick target turns into lag, held in Kafka.
 func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Message) bool {
-	a := w.a
+	d := w.d
 	recs := make([]targetdb.Record, len(msgs))
 	for i, m := range msgs {
 		recs[i] = targetdb.Decode(m)
 	}
 	for attempt := 0; len(recs) > 0; {
-		if !a.breaker.wait(ctx, w.dropReader) {
+		if !d.breaker.wait(ctx, w.dropReader) {
 			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].Msg.Offset)
 			return false
 		}
 		// As much of the batch as the database takes now (see batchLimit).
-		chunk := recs[:min(len(recs), a.limit.get())]
+		chunk := recs[:min(len(recs), d.limit.get())]
 		// The transaction does not take ctx's cancellation: a batch under way
 		// when we are told to stop is finished, within ApplyTimeout.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ApplyTimeout)
-		began := a.cfg.now()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ApplyTimeout)
+		began := d.now()
 		prog := progress{next: w.st.next.Load(), expectNew: &w.expectNew}
-		actx, span := a.startBatchSpan(actx, chunk)
-		err := a.breaker.do(func() error { return a.applySpan(actx, chunk, &prog) })
+		actx, span := startBatchSpan(actx, d.target, chunk)
+		err := d.breaker.do(func() error { return d.applySpan(actx, chunk, &prog) })
 		endBatchSpan(span, prog.done, err)
 		cancel()
-		took := a.cfg.now().Sub(began)
+		took := d.now().Sub(began)
 		if prog.done > 0 {
 			w.st.next.Store(chunk[prog.done-1].Msg.Offset + 1)
 			recs = recs[prog.done:] // what was committed is never redone
 		}
 		if err == nil {
-			a.report.succeeded()
-			a.blockers.applied()
-			a.m.batchDuration.Observe(took.Seconds())
-			a.limit.applied(len(chunk), took)
+			d.status.succeeded()
+			d.stalls.applied()
+			d.m.batchDuration.Observe(took.Seconds())
+			d.limit.applied(len(chunk), took)
 			w.afterCommit(chunk[len(chunk)-1].Msg)
 			attempt = 0
 			continue
@@ -466,24 +472,24 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 			return false
 		}
 		if errors.Is(err, errBreakerBusy) { // not an attempt: wait for the probe or the open period
-			a.breaker.waitForChange(ctx, time.Second)
+			d.breaker.waitForChange(ctx, time.Second)
 			if ctx.Err() != nil {
 				return false
 			}
 			continue
 		}
-		a.m.batchDuration.Observe(took.Seconds())
+		d.m.batchDuration.Observe(took.Seconds())
 		class := targetdb.Classify(err)
-		a.m.failed(class)
-		a.report.failed(err)
-		a.blockers.failed(err, began)
+		d.m.failed(class)
+		d.status.failed(err)
+		d.stalls.failed(err, began)
 		if targetdb.IsSlow(err) {
-			a.limit.slow(len(chunk))
+			d.limit.slow(len(chunk))
 		}
 		w.log.Warn("apply failed; batch kept for retry", "offset", recs[0].Msg.Offset, "records", len(chunk),
-			"class", class.String(), "attempt", attempt, "breaker", a.breaker.State().String(),
-			"batch_limit", a.limit.get(), "err", err)
-		if ctx.Err() != nil || !sleep(ctx, a.backoff(attempt)) {
+			"class", class.String(), "attempt", attempt, "breaker", d.breaker.State().String(),
+			"batch_limit", d.limit.get(), "err", err)
+		if ctx.Err() != nil || !sleep(ctx, d.cfg.retry.backoff(attempt)) {
 			w.log.Info("batch left unapplied; it will be fetched again", "offset", recs[0].Msg.Offset)
 			return false
 		}
@@ -496,8 +502,8 @@ func (w *partitionWorker) applyWithRetry(ctx context.Context, msgs []kafka.Messa
 // once the database answers (or ctx ends).
 func (w *partitionWorker) reloadPosition(ctx context.Context) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		qctx, cancel := context.WithTimeout(ctx, w.a.cfg.ApplyTimeout)
-		o, err := targetdb.LoadOffset(qctx, w.a.pool, w.a.cfg.Topic, w.id)
+		qctx, cancel := context.WithTimeout(ctx, w.d.cfg.ApplyTimeout)
+		o, err := w.d.positions.load(qctx, w.id)
 		cancel()
 		if err == nil {
 			if o.Found {
@@ -506,7 +512,7 @@ func (w *partitionWorker) reloadPosition(ctx context.Context) {
 			}
 			return
 		}
-		if !sleep(ctx, w.a.backoff(attempt)) {
+		if !sleep(ctx, w.d.cfg.retry.backoff(attempt)) {
 			return
 		}
 	}
@@ -519,6 +525,6 @@ func (w *partitionWorker) afterCommit(last kafka.Message) {
 	next := last.Offset + 1
 	w.st.next.Store(next)
 	w.applied = targetdb.Offset{Next: next, LastTime: last.Time, Found: true}
-	_ = w.gen.CommitOffsets(map[string]map[int]int64{w.a.cfg.Topic: {last.Partition: next}}) // for visibility: the target has it
-	w.a.m.setLag(last.Partition, max(last.HighWaterMark-next, 0))
+	_ = w.gen.CommitOffsets(map[string]map[int]int64{w.d.topic: {last.Partition: next}}) // for visibility: the target has it
+	w.d.m.setLag(last.Partition, max(last.HighWaterMark-next, 0))
 }

@@ -22,7 +22,7 @@ const maxRecordLinks = 128
 // continues the trace of the first record that carries one (so a batch of
 // one event is a step of that event's trace) and links every distinct
 // trace context the records carry.
-func (a *Applier) startBatchSpan(ctx context.Context, recs []targetdb.Record) (context.Context, trace.Span) {
+func startBatchSpan(ctx context.Context, target string, recs []targetdb.Record) (context.Context, trace.Span) {
 	var parent trace.SpanContext
 	var links []trace.Link
 	seen := map[trace.SpanID]bool{}
@@ -44,8 +44,8 @@ func (a *Applier) startBatchSpan(ctx context.Context, recs []targetdb.Record) (c
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
 	first, last := recs[0].Msg, recs[len(recs)-1].Msg
-	return tracer.Start(ctx, "apply "+a.cfg.Target, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("sluice.target", a.cfg.Target), attribute.String("messaging.destination.name", first.Topic),
+	return tracer.Start(ctx, "apply "+target, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("sluice.target", target), attribute.String("messaging.destination.name", first.Topic),
 			attribute.Int("messaging.kafka.partition", first.Partition), attribute.Int64("sluice.first_offset", first.Offset),
 			attribute.Int64("sluice.last_offset", last.Offset), attribute.Int("messaging.batch.message_count", len(recs))))
 }
