@@ -143,18 +143,15 @@ func (w *blockerWatch) failed(err error, began time.Time) {
 	}
 }
 
-// describe is the policy for the status, with what keeps it from acting.
-func (w *blockerWatch) describe() (string, []control.BlockerAction) {
+// describe is the policy for the status, what keeps it from acting (empty
+// when nothing does), and what it did.
+func (w *blockerWatch) describe() (policy, cannotAct string, actions []control.BlockerAction) {
 	if w == nil {
-		return "", nil
+		return "", "", nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	d := w.policy.String()
-	if w.warning != "" {
-		d += " — " + w.warning
-	}
-	return d, slices.Clone(w.actions)
+	return w.policy.String(), w.warning, slices.Clone(w.actions)
 }
 
 // run watches until ctx ends.

@@ -49,7 +49,7 @@ func holdOffsets(t *testing.T, appDSN string, busy bool) (int, <-chan error) {
 }
 
 func (ta *testApplier) blockerActions() []control.BlockerAction {
-	_, actions := ta.blockers.describe()
+	_, _, actions := ta.blockers.describe()
 	return actions
 }
 

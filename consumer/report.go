@@ -69,7 +69,7 @@ func (r *reporter) status() control.ApplierStatus {
 		Every: a.cfg.StatusInterval, BatchLimit: a.limit.get(), AheadOfLog: ahead,
 		Projections: a.projStats.snapshot(a.projections.Names()),
 	}
-	s.BlockerPolicy, s.Blockers = a.blockers.describe()
+	s.BlockerPolicy, s.BlockerPolicyCannotAct, s.Blockers = a.blockers.describe()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lastError != "" {

@@ -39,6 +39,10 @@ type ApplierStatus struct {
 	// BlockerPolicy describes the replica's policy for sessions that stall
 	// the target, with a warning when it cannot act; empty when off.
 	BlockerPolicy string `json:"blocker_policy,omitempty"`
+	// BlockerPolicyCannotAct says why the policy cannot see or end other
+	// roles' sessions (the roles its database role lacks, with the GRANT
+	// that fixes it); empty when it can, or when it is off.
+	BlockerPolicyCannotAct string `json:"blocker_policy_cannot_act,omitempty"`
 	// Blockers is what the policy did lately, newest first.
 	Blockers []BlockerAction `json:"blockers,omitempty"`
 	// LastError is the last failure applying to the target, while it lasts:

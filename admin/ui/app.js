@@ -97,7 +97,7 @@ function render(views) {
         el("code", {}, `SELECT pg_terminate_backend(${b.pid});`)));
     }
     for (const r of v.replicas || []) {
-      if ((r.blocker_policy || "").includes(" lacks ")) card.append(el("p", { class: "error" }, "blocker policy cannot act: " + r.blocker_policy));
+      if (r.blocker_policy_cannot_act) card.append(el("p", { class: "error" }, "blocker policy cannot act: " + r.blocker_policy_cannot_act));
       for (const b of r.blockers || []) {
         card.append(el("div", { class: "blocker-action " + b.action.replace(" ", "-") },
           el("b", {}, `${b.action === "ended" ? "Ended" : b.action === "reported" ? "Would end" : b.action === "spared" ? "Spared" : "Could not end"} pid ${b.pid}`),

@@ -241,8 +241,8 @@ func printStatus(w io.Writer, views []operations.TargetView) {
 			if r.LastError != "" {
 				fmt.Fprintf(w, "  replica %s: last error: %s\n", r.Replica, oneLine(r.LastError))
 			}
-			if strings.Contains(r.BlockerPolicy, " lacks ") {
-				fmt.Fprintf(w, "  replica %s: BLOCKER POLICY CANNOT ACT: %s\n", r.Replica, r.BlockerPolicy)
+			if r.BlockerPolicyCannotAct != "" {
+				fmt.Fprintf(w, "  replica %s: BLOCKER POLICY CANNOT ACT: %s — %s\n", r.Replica, r.BlockerPolicy, r.BlockerPolicyCannotAct)
 			}
 			for _, b := range r.Blockers {
 				fmt.Fprintf(w, "  replica %s: %s pid %d at %s (user %s, application %q, client %s, %s, transaction open %v)\n",
