@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/control"
 	"github.com/sluicehq/sluice/internal/deadletter"
+	"github.com/sluicehq/sluice/internal/jsonerror"
 	"github.com/sluicehq/sluice/operations"
 )
 
@@ -88,20 +89,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 // noRoute answers a request no admin route takes: 405 with Allow when the
 // path is served for other methods, else 404, in the one error shape.
 func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
-	var allowed []string
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		probe := r.Clone(r.Context())
-		probe.Method = method
-		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != "/v1/admin/" {
-			allowed = append(allowed, method)
-		}
-	}
-	if len(allowed) > 0 {
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not served for %s (allowed: %s)", r.URL.Path, r.Method, strings.Join(allowed, ", ")))
-		return
-	}
-	fail(w, http.StatusNotFound, fmt.Sprintf("no such admin route: %s %s", r.Method, r.URL.Path))
+	jsonerror.Unrouted(w, r, h.mux, "/v1/admin/")
 }
 
 // requestTimeout bounds each admin request: Kafka or a target that does not
@@ -133,25 +121,13 @@ func setSecurityHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 }
 
-type apiError struct {
-	Errors []struct {
-		Error string `json:"error"`
-	} `json:"errors"`
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func fail(w http.ResponseWriter, code int, msg string) {
-	var e apiError
-	e.Errors = append(e.Errors, struct {
-		Error string `json:"error"`
-	}{msg})
-	writeJSON(w, code, e)
-}
+func fail(w http.ResponseWriter, code int, msg string) { jsonerror.Write(w, code, msg) }
 
 // authed checks the admin token in constant time.
 func (h *Handler) authed(next http.HandlerFunc) http.HandlerFunc {

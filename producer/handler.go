@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluicehq/sluice/internal/jsonerror"
 	"github.com/sluicehq/sluice/internal/tracing"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -181,16 +182,12 @@ func (h *Handler) HoldsKey(secret string) bool {
 // KeyNames lists the accepted keys by name.
 func (h *Handler) KeyNames() []string { return h.keys.Load().names() }
 
-// errorBody is the one shape of every error answer. Index is present only
-// when the fault is one event's.
-type errorBody struct {
-	Errors []errorItem `json:"errors"`
-}
-
-type errorItem struct {
-	Index *int   `json:"index,omitempty"`
-	Error string `json:"error"`
-}
+// errorBody and errorItem are the one shape of every error answer (see
+// package jsonerror). Index is present only when the fault is one event's.
+type (
+	errorBody = jsonerror.Body
+	errorItem = jsonerror.Item
+)
 
 type answer struct {
 	code   int

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/docs"
+	"github.com/sluicehq/sluice/internal/jsonerror"
 	"github.com/sluicehq/sluice/internal/kafkaadmin"
 	"github.com/sluicehq/sluice/producer"
 )
@@ -261,7 +262,7 @@ func reloadKeys(path, adminToken string, handler *producer.Handler) error {
 func mountAdmin(mux *http.ServeMux, cfg *config, cluster *kafkaadmin.Cluster, isIngestKey func(string) bool, log *slog.Logger) (func(), error) {
 	if cfg.Ingest.AdminToken == "" {
 		off := func(w http.ResponseWriter, _ *http.Request) {
-			writeError(w, http.StatusNotFound, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)")
+			jsonerror.Write(w, http.StatusNotFound, "the admin API and /ui are off: set ingest.admin_token (or SLUICE_ADMIN_TOKEN)")
 		}
 		for _, p := range []string{"/v1/admin/", "/ui/", "/ui"} {
 			mux.HandleFunc(p, off)

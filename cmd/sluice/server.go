@@ -4,18 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluicehq/sluice/internal/jsonerror"
 )
 
 func newRegistry() *prometheus.Registry {
@@ -50,7 +49,7 @@ func probeMux(ready func(context.Context) error) *http.ServeMux {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			jsonerror.Write(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -86,33 +85,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers in the one error shape of every sluice route.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string][]map[string]string{"errors": {{"error": msg}}})
-}
-
-// jsonErrors answers the requests mux has no route for — 404, or 405 with
-// Allow when the path exists for other methods — in the JSON error shape
-// instead of ServeMux's text.
+// jsonErrors answers the requests mux has no route for in the one JSON
+// error shape instead of ServeMux's text.
 func jsonErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
-			probe := r.Clone(r.Context())
-			probe.Method = m
-			if _, pattern := mux.Handler(probe); pattern != "" {
-				allowed = append(allowed, m)
-			}
-		}
-		if len(allowed) == 0 {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no such route: %s %s", r.Method, r.URL.Path))
-			return
-		}
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		jsonerror.Unrouted(w, r, mux, "")
 	})
 }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/jsonerror"
 )
 
 // Config configures a Client. URL and Key are required; the zero value of
@@ -360,14 +362,7 @@ func retryable(code int) bool {
 }
 
 // errorBody is the one shape of every error answer of ingest.
-type errorBody struct {
-	Errors []errorItem `json:"errors"`
-}
-
-type errorItem struct {
-	Index *int   `json:"index"`
-	Error string `json:"error"`
-}
+type errorBody = jsonerror.Body
 
 // answerError is the error of an answer other than 2xx; indexes are mapped
 // back to the caller's slice, in which the request started at start.
@@ -375,7 +370,7 @@ func answerError(code int, retryAfter time.Duration, answer []byte, start int) e
 	var body errorBody
 	if json.Unmarshal(answer, &body) != nil && len(bytes.TrimSpace(answer)) > 0 {
 		// Not ingest's answer (a proxy's, say): its start says what it is.
-		body.Errors = append(body.Errors, errorItem{Error: string(bytes.ToValidUTF8(answer[:min(len(answer), 200)], nil))})
+		body.Errors = append(body.Errors, jsonerror.Item{Error: string(bytes.ToValidUTF8(answer[:min(len(answer), 200)], nil))})
 	}
 	if code == http.StatusBadRequest || code == http.StatusForbidden {
 		rej := &RejectedError{StatusCode: code}
