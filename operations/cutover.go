@@ -289,7 +289,11 @@ func (o *Ops) Retire(ctx context.Context, name, by string, wait time.Duration) (
 		if time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	if res.Stopped {
 		if err := o.cluster.DeleteGroup(ctx, kafkaadmin.GroupID(t.Name)); err != nil {

@@ -170,11 +170,21 @@ func runIngest(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// closes.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
+	drained := make(chan struct{})
+	defer func() { <-drained }() // the drain below is owned: it ends before runIngest returns
 	go func() {
-		<-ctx.Done()
+		defer close(drained)
+		select {
+		case <-ctx.Done():
+		case <-serveCtx.Done(): // the server failed: nothing to drain
+			return
+		}
 		draining.Store(true)
 		log.Info("draining: /readyz answers 503; the listener closes after the drain delay", "drain_delay", time.Duration(cfg.Ingest.DrainDelay))
-		time.Sleep(time.Duration(cfg.Ingest.DrainDelay))
+		select {
+		case <-time.After(time.Duration(cfg.Ingest.DrainDelay)):
+		case <-serveCtx.Done():
+		}
 		stopServing()
 	}()
 	adminErr := make(chan error, 1)
