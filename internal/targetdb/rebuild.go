@@ -18,6 +18,45 @@ var ErrNoReset = errors.New("projection has no reset statement")
 // each subject's events come in their log order.
 var ledgerInLogOrder = `SELECT ` + batchColumns + ` FROM sluice_events ORDER BY kafka_partition, kafka_offset`
 
+// replayLedger runs ps over the whole ledger in log order, chunk events at
+// a time, in tx: one scan of the ledger through a cursor, each chunk copied
+// into the batch table, the projections run over it, and it emptied. done
+// is told how many events were replayed after each chunk. (Moving chunks
+// within the server would need an index on the log position that the
+// ledger does not have; one scan through a cursor is linear.)
+func replayLedger(ctx context.Context, tx pgx.Tx, ps *Projections, chunk int, done func(int64)) (int64, error) {
+	if _, err := tx.Exec(ctx, `DECLARE sluice_replay NO SCROLL CURSOR FOR `+ledgerInLogOrder); err != nil {
+		return 0, err
+	}
+	fetch := fmt.Sprintf(`FETCH %d FROM sluice_replay`, chunk)
+	var total int64
+	for {
+		rows, err := tx.Query(ctx, fetch)
+		if err != nil {
+			return total, fmt.Errorf("read the ledger: %w", err)
+		}
+		values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+		if err != nil {
+			return total, fmt.Errorf("read the ledger: %w", err)
+		}
+		if len(values) == 0 {
+			_, err := tx.Exec(ctx, `CLOSE sluice_replay`)
+			return total, err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_batch"}, ColumnNames(), pgx.CopyFromRows(values)); err != nil {
+			return total, err
+		}
+		if _, err := ps.run(ctx, tx, ""); err != nil {
+			return total, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sluice_batch`); err != nil {
+			return total, err
+		}
+		total += int64(len(values))
+		done(total)
+	}
+}
+
 // DryRun runs every projection of ps over the target's last n ledger events
 // (by when they were applied), in a transaction it rolls back, and returns
 // what each would have done. The target's tables are not changed.
@@ -134,36 +173,13 @@ func Rebuild(ctx context.Context, conn *pgx.Conn, ps *Projections, only string, 
 		if progress != nil {
 			progress(RebuildProgress{Total: total, Projections: (&Projections{list: todo}).Names()})
 		}
-		if _, err := tx.Exec(ctx, `DECLARE sluice_rebuild NO SCROLL CURSOR FOR `+ledgerInLogOrder); err != nil {
-			return err
-		}
 		rebuilding := &Projections{list: todo}
-		for {
-			rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM sluice_rebuild`, chunk))
-			if err != nil {
-				return err
-			}
-			values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
-			if err != nil {
-				return err
-			}
-			if len(values) == 0 {
-				return nil
-			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_batch"}, ColumnNames(), pgx.CopyFromRows(values)); err != nil {
-				return err
-			}
-			if _, err := rebuilding.run(ctx, tx, ""); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `DELETE FROM sluice_batch`); err != nil {
-				return err
-			}
-			done += int64(len(values))
+		done, err = replayLedger(ctx, tx, rebuilding, chunk, func(n int64) {
 			if progress != nil {
-				progress(RebuildProgress{Done: done, Total: total, Elapsed: time.Since(began), Projections: rebuilding.Names()})
+				progress(RebuildProgress{Done: n, Total: total, Elapsed: time.Since(began), Projections: rebuilding.Names()})
 			}
-		}
+		})
+		return err
 	})
 	return done, err
 }

@@ -129,35 +129,12 @@ func ReplayCheck(ctx context.Context, conn *pgx.Conn, ps *Projections, examples 
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM sluice_events`).Scan(&res.Events); err != nil {
 		return res, err
 	}
-	if _, err := tx.Exec(ctx, `DECLARE sluice_replay NO SCROLL CURSOR FOR `+ledgerInLogOrder); err != nil {
-		return res, err
-	}
-	var done int64
-	for {
-		rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM sluice_replay`, chunk))
-		if err != nil {
-			return res, err
-		}
-		values, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
-		if err != nil {
-			return res, err
-		}
-		if len(values) == 0 {
-			break
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sluice_batch"}, ColumnNames(), pgx.CopyFromRows(values)); err != nil {
-			return res, err
-		}
-		if _, err := ps.run(ctx, tx, ""); err != nil {
-			return res, err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM sluice_batch`); err != nil {
-			return res, err
-		}
-		done += int64(len(values))
+	if _, err := replayLedger(ctx, tx, ps, chunk, func(done int64) {
 		if progress != nil {
 			progress(RebuildProgress{Done: done, Total: res.Events, Elapsed: time.Since(began), Projections: ps.Names()})
 		}
+	}); err != nil {
+		return res, err
 	}
 	for _, t := range tables {
 		twin := "pg_temp." + pgx.Identifier{t}.Sanitize()
