@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/jsontext"
 )
 
 // IsBinaryMode reports whether a request is a CloudEvent in the HTTP
@@ -80,9 +82,9 @@ func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendString(out, name)
+		out = jsontext.AppendString(out, name)
 		out = append(out, ':')
-		out = appendString(out, attrs[name])
+		out = jsontext.AppendString(out, attrs[name])
 	}
 	if len(body) == 0 {
 		return append(out, '}'), nil
@@ -109,31 +111,4 @@ func BinaryEvent(h http.Header, body []byte) ([]byte, error) {
 // one ending in "+json".
 func isJSONMediaType(mt string) bool {
 	return strings.HasSuffix(mt, "/json") || strings.HasSuffix(mt, "+json")
-}
-
-// appendString appends s as a JSON string, escaping only what JSON
-// requires (a quote, a backslash, a control byte): unlike encoding/json,
-// it writes "<", "&" and U+2028 as themselves, so the attribute is stored
-// as the header said it. Invalid UTF-8 is written as is, for DecodeEvent
-// to refuse by name rather than encoding/json to turn into U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

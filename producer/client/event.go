@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/internal/jsontext"
 )
 
 // Event is one CloudEvent (specversion 1.0) to publish.
@@ -54,11 +56,11 @@ func appendEvent(dst []byte, e *Event) ([]byte, error) {
 		}
 	}
 	dst = append(dst, `{"specversion":"1.0","id":`...)
-	dst = appendString(dst, e.ID)
+	dst = jsontext.AppendString(dst, e.ID)
 	dst = append(dst, `,"source":`...)
-	dst = appendString(dst, e.Source)
+	dst = jsontext.AppendString(dst, e.Source)
 	dst = append(dst, `,"type":`...)
-	dst = appendString(dst, e.Type)
+	dst = jsontext.AppendString(dst, e.Type)
 	dst = appendOptional(dst, "subject", e.Subject)
 	if !e.Time.IsZero() {
 		dst = append(dst, `,"time":"`...)
@@ -87,7 +89,7 @@ func appendEvent(dst []byte, e *Event) ([]byte, error) {
 			return dst, fmt.Errorf("%w: %q cannot be an extension attribute", ErrInvalidEvent, name)
 		}
 		dst = append(dst, ',')
-		dst = appendString(dst, name)
+		dst = jsontext.AppendString(dst, name)
 		dst = append(dst, ':')
 		var err error
 		if dst, err = appendExtension(dst, e.Extensions[name]); err != nil {
@@ -104,7 +106,7 @@ func appendOptional(dst []byte, name, v string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':')
-	return appendString(dst, v)
+	return jsontext.AppendString(dst, v)
 }
 
 func appendExtension(dst []byte, v any) ([]byte, error) {
@@ -113,7 +115,7 @@ func appendExtension(dst []byte, v any) ([]byte, error) {
 		if !utf8.ValidString(v) {
 			return dst, fmt.Errorf("not valid UTF-8")
 		}
-		return appendString(dst, v), nil
+		return jsontext.AppendString(dst, v), nil
 	case bool:
 		return strconv.AppendBool(dst, v), nil
 	case int:
@@ -151,37 +153,6 @@ func appendInteger(dst []byte, n int64) ([]byte, error) {
 		return dst, fmt.Errorf("%d is outside the 32-bit range of a CloudEvents Integer; send it as a string", n)
 	}
 	return strconv.AppendInt(dst, n, 10), nil
-}
-
-// appendString appends s, valid UTF-8, as a JSON string. Unlike
-// encoding/json it escapes nothing but what JSON requires, so the server
-// stores the attribute as written.
-func appendString(dst []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // isJSON reports whether a datacontenttype says JSON: empty (CloudEvents'
