@@ -17,8 +17,9 @@ import (
 // target (one projection, customers) holding SLUICE_BENCH_REPLAY_EVENTS
 // ledger events (default 100,000; docs/performance.md reports 1,000,000),
 // beside a raw SELECT of the same ledger rows read to the client, as
-// events/s, and the process's peak RSS: the check replays in the server,
-// chunk by chunk, so the client's memory does not grow with the ledger.
+// events/s, and the process's peak RSS: the check replays chunk by chunk,
+// so the client's memory does not grow with the ledger. It also reads the
+// target's facts in key order, as the facts check does on each side.
 func BenchmarkReplayCheck(b *testing.B) {
 	events := testenv.BenchSize(b, "SLUICE_BENCH_REPLAY_EVENTS", 100_000)
 	dsn := testenv.Database(b)
@@ -77,6 +78,19 @@ func BenchmarkReplayCheck(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("facts read in key order", func(b *testing.B) {
+		facts, err := os.ReadFile(shopExample + "/v1/facts.sql")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			n := 0
+			if err := Facts(ctx, conn, string(facts), func(Fact) error { n++; return nil }); err != nil || n == 0 {
+				b.Fatalf("facts: %d rows, %v", n, err)
+			}
+		}
+		b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 	})
 	b.Run("replay check", func(b *testing.B) {
 		for range b.N {
